@@ -1,0 +1,136 @@
+"""Attention kinds declared for specs but not implemented yet (``build=None``).
+
+Each has its argument model and an exact ``param_count``, so specs naming
+them check, show sizes and fail clearly only when built. All three take
+relative positions as extra score terms (``accepts = {"scores"}``), not as a
+q/k transform or an additive bias, and none has grouped-query attention.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, field_validator
+
+from txdsl.sdk import ArgError, AttentionArgs, Dims
+from txdsl.sdk.args import linear_params
+
+
+POSITION_TERMS = ("c2p", "p2c")  # content-to-position, position-to-content
+
+
+def _check_no_gqa(args: AttentionArgs, kind: str) -> None:
+    if args.kv_heads is not None and args.kv_heads != args.heads:
+        raise ArgError(f"{kind} attention has no grouped-query form: kv_heads ({args.kv_heads}) "
+                       f"must equal heads ({args.heads})", arg="kv_heads",
+                       hint="drop kv_heads")
+
+
+class RelativeXLArgs(AttentionArgs):
+    """Transformer-XL relative attention (Dai et al. 2019, https://arxiv.org/abs/1901.02860).
+
+    score(i, j) = q_i.k_j + q_i.R_{i-j} + u.k_j + v.R_{i-j}, with R the
+    sinusoidal relative embeddings projected by ``r_net``. As in the original
+    code (``RelPartialLearnableMultiHeadAttn``): ``qkv_net`` and ``o_net``
+    without bias, ``r_net`` (d_model -> heads*head_dim, no bias), and the
+    global content/position biases u, v ``(heads, head_dim)`` each.
+    ``untie_r: true`` gives every layer its own u, v (counted here); with
+    ``false`` they are shared by the stack (counted there, not here). The
+    layer norm the original keeps inside the block is the layer's norm.
+    """
+
+    accepts: ClassVar[frozenset[str]] = frozenset({"scores"})
+    bias: bool = False
+    untie_r: bool = True
+
+    def check(self, dims: Dims) -> None:
+        super().check(dims)
+        _check_no_gqa(self, "relative_xl")
+
+    def param_count(self, dims: Dims) -> int:
+        hd, d, h = self.head_size(dims), dims.width, self.heads
+        qkv = 3 * linear_params(d, h * hd, self.bias)
+        out = linear_params(h * hd, d, self.bias)
+        r_net = d * h * hd
+        uv = 2 * h * hd if self.untie_r else 0
+        return qkv + out + r_net + uv
+
+
+class TwoStreamArgs(AttentionArgs):
+    """XLNet two-stream relative attention (Yang et al. 2019, https://arxiv.org/abs/1906.08237).
+
+    Content and query streams share the weights of Hugging Face's
+    ``XLNetRelativeAttention``, counted as it counts them: q, k, v, o, r
+    ``(d_model, heads, head_dim)`` without biases; r_w_bias, r_r_bias,
+    r_s_bias ``(heads, head_dim)``; seg_embed ``(2, heads, head_dim)``; and
+    the post-attention LayerNorm ``(d_model)`` that XLNet keeps inside the
+    attention block (``eps``).
+    """
+
+    accepts: ClassVar[frozenset[str]] = frozenset({"scores"})
+    bias: bool = False
+    eps: float = Field(default=1e-12, gt=0.0)  # XLNetConfig.layer_norm_eps
+
+    def check(self, dims: Dims) -> None:
+        super().check(dims)
+        _check_no_gqa(self, "two_stream")
+        if self.bias:
+            raise ArgError("two_stream attention has no projection biases (bias: true)",
+                           arg="bias", hint="drop bias")
+
+    def param_count(self, dims: Dims) -> int:
+        hd, d, h = self.head_size(dims), dims.width, self.heads
+        projections = 5 * d * h * hd  # q, k, v, o, r
+        biases = 3 * h * hd + 2 * h * hd  # r_w, r_r, r_s biases; seg_embed
+        return projections + biases + 2 * d  # + layer_norm weight and bias
+
+
+class DisentangledArgs(AttentionArgs):
+    """DeBERTa disentangled attention (He et al. 2021, https://arxiv.org/abs/2006.03654;
+    v3: https://arxiv.org/abs/2111.09543).
+
+    score = c2c + c2p + p2c (the terms in ``pos_att_type``), scaled by
+    1/sqrt(head_dim * (1 + number of terms)). Counted: the query/key/value
+    projections and the output projection (HF ``DebertaV2Attention``'s
+    ``self.{query,key,value}_proj`` and ``output.dense``), with biases when
+    ``bias``; with ``share_att_key: false`` (v2) also ``pos_key_proj`` (for
+    c2p) and ``pos_query_proj`` (for p2c). Not counted: HF's
+    ``output.LayerNorm`` (the layer's norm) and the relative embeddings (the
+    ``disentangled`` position scheme's).
+    """
+
+    accepts: ClassVar[frozenset[str]] = frozenset({"scores"})
+    # The position terms, "|"-separated as in HF's DeBERTa configs ("c2p|p2c"): specs have
+    # no list literal, and a string prints back to .tx as written. "" = content only.
+    pos_att_type: str = "p2c|c2p"
+    share_att_key: bool = True  # v3: positions reuse the content key/query projections
+
+    @field_validator("pos_att_type", mode="before")
+    @classmethod
+    def _terms(cls, value: object) -> object:
+        if isinstance(value, (list, tuple)):  # Python callers may pass ["p2c", "c2p"]
+            value = "|".join(str(v) for v in value)
+        if isinstance(value, str):
+            terms = [t.strip() for t in value.split("|") if t.strip()]
+            bad = [t for t in terms if t not in POSITION_TERMS]
+            if bad:
+                raise ValueError(f"unknown term {bad[0]!r} in pos_att_type {value!r}; "
+                                 f"expected terms of {'|'.join(POSITION_TERMS)}")
+            if len(set(terms)) != len(terms):
+                raise ValueError(f"pos_att_type {value!r} names a term twice")
+            value = "|".join(terms)
+        return value
+
+    def terms(self) -> tuple[str, ...]:
+        return tuple(self.pos_att_type.split("|")) if self.pos_att_type else ()
+
+    def check(self, dims: Dims) -> None:
+        super().check(dims)
+        _check_no_gqa(self, "disentangled")
+
+    def param_count(self, dims: Dims) -> int:
+        count = super().param_count(dims)
+        if not self.share_att_key:  # v2: pos_key_proj for c2p, pos_query_proj for p2c
+            hd, d = self.head_size(dims), dims.width
+            count += len(self.terms()) * linear_params(d, self.heads * hd, self.bias)
+        return count

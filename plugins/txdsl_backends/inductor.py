@@ -1,0 +1,80 @@
+"""``inductor``: ``torch.compile`` with the Inductor compiler.
+
+Options map onto ``torch.compile``'s arguments (``--option mode=max-autotune-no-cudagraphs``,
+``--option dynamic=true``, ``--option options.max_autotune=true``); ``mode`` and
+``options`` exclude each other, as in ``torch.compile``. Compilation is lazy in
+PyTorch; with ``warmup`` (the default) ``lower`` runs the example once so that
+a compile error surfaces during the build, not at the first real call.
+
+The artifact holds the weights and the IR only: loading it rebuilds the model
+and compiles it again (Inductor's caches make that quick on the same machine).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+from txdsl.backends import BackendOptions
+from txdsl.sdk.targets import Target
+
+
+class InductorOptions(BackendOptions):
+    mode: Literal["default", "reduce-overhead", "max-autotune",
+                  "max-autotune-no-cudagraphs"] | None = None
+    fullgraph: bool = False  # error on a graph break instead of falling back to Python
+    dynamic: bool | None = None  # None: PyTorch decides after seeing a shape change
+    options: dict[str, Any] | None = None  # Inductor config, e.g. {"max_autotune": true}
+    warmup: bool = True  # compile during the build by running the example once
+
+    @model_validator(mode="after")
+    def _mode_or_options(self) -> "InductorOptions":
+        if self.mode is not None and self.options:
+            raise ValueError("give either 'mode' or 'options', not both (as torch.compile)")
+        return self
+
+
+def _compiler_missing(target: Target | None) -> str | None:
+    if target is not None and target.device == "cuda":
+        if importlib.util.find_spec("triton") is None:
+            return "needs the 'triton' package to generate CUDA kernels"
+        return None
+    if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+        return "needs a C++ compiler (g++, c++ or clang++) on PATH for CPU kernels"
+    return None
+
+
+class InductorBackend:
+    name = "inductor"
+    description = "torch.compile with Inductor (mode, fullgraph, dynamic, options)"
+    options_model = InductorOptions
+    self_contained = False
+
+    def available(self, target: Target | None = None) -> str | None:
+        return _compiler_missing(target)
+
+    def compile(self, module: Any, options: InductorOptions) -> Any:
+        import torch
+
+        return torch.compile(module, backend="inductor", fullgraph=options.fullgraph,
+                             dynamic=options.dynamic, mode=options.mode,
+                             options=dict(options.options) if options.options else None)
+
+    def lower(self, module: Any, example_inputs: dict, options: InductorOptions) -> Any:
+        import torch
+
+        compiled = self.compile(module, options)
+        if options.warmup and example_inputs:
+            with torch.no_grad():
+                compiled(**example_inputs)
+        return compiled
+
+    def save(self, lowered: Any, directory: Path) -> None:
+        """Nothing beyond the weights and the manifest: loading compiles again."""
+
+    def load(self, directory: Path, module: Any, options: InductorOptions) -> Any:
+        return self.compile(module, options)

@@ -1,0 +1,43 @@
+"""Built-in position schemes, by where they act (``PositionArgs.acts``):
+
+- ``embedding`` (added to the token embeddings): ``sinusoidal``, ``learned``;
+- ``qk`` (a transform of queries and keys): ``rope``;
+- ``bias`` (an additive ``(1, H, T, S)`` score bias): ``alibi``, ``t5_bias``;
+- ``scores`` (extra score terms; declared, not built yet): ``relative_xl``,
+  ``disentangled``, ``shaw``, ``cope``.
+
+Embedding modules map position ids ``(B, T)`` to ``(B, T, width)``; the
+others implement :class:`txdsl.sdk.attention.PositionModule` (``rotate`` or
+``bias``).
+"""
+
+from __future__ import annotations
+
+from txdsl.hookspecs import hookimpl
+
+from .alibi import AlibiArgs, AlibiPositions, alibi_slopes
+from .declared import CopeArgs, DisentangledPositionArgs, RelativeXLPositionArgs, ShawArgs
+from .learned import LearnedArgs, LearnedPositions
+from .rope import RopeArgs, RotaryPositions
+from .sinusoidal import SinusoidalArgs, SinusoidalPositions
+from .t5_bias import T5BiasArgs, T5RelativeBias, relative_position_bucket
+
+__all__ = [
+    "AlibiArgs", "AlibiPositions", "CopeArgs", "DisentangledPositionArgs", "LearnedArgs",
+    "LearnedPositions", "RelativeXLPositionArgs", "RopeArgs", "RotaryPositions", "ShawArgs",
+    "SinusoidalArgs", "SinusoidalPositions", "T5BiasArgs", "T5RelativeBias", "alibi_slopes",
+    "relative_position_bucket",
+]
+
+
+@hookimpl
+def register_positions(register):
+    register(name="sinusoidal", args=SinusoidalArgs, build=SinusoidalPositions.from_args)
+    register(name="learned", args=LearnedArgs, build=LearnedPositions.from_args)
+    register(name="rope", args=RopeArgs, build=RotaryPositions.from_args)
+    register(name="alibi", args=AlibiArgs, build=AlibiPositions.from_args)
+    register(name="t5_bias", args=T5BiasArgs, build=T5RelativeBias.from_args)
+    register(name="relative_xl", args=RelativeXLPositionArgs)
+    register(name="disentangled", args=DisentangledPositionArgs)
+    register(name="shaw", args=ShawArgs)
+    register(name="cope", args=CopeArgs)

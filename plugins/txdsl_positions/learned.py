@@ -1,0 +1,81 @@
+"""Learned absolute positions (BERT, GPT-2; Gehring et al. 2017, https://arxiv.org/abs/1705.03122).
+
+One trained vector per position, ``embed`` = ``nn.Embedding(max_len, width)``,
+added to the token embeddings.
+
+``padding_idx`` is RoBERTa's convention (from fairseq's ``make_positions``):
+positions start at ``padding_idx + 1`` and padding tokens get position
+``padding_idx`` (whose row is zero and untrained). The module exposes
+``offset`` (``padding_idx + 1``, or 0) and :meth:`LearnedPositions.position_ids`,
+which the runtime calls to turn the attention mask into position ids exactly
+as Hugging Face's ``create_position_ids_from_input_ids`` does.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from pydantic import NonNegativeInt, PositiveInt
+from torch import Tensor, nn
+
+from txdsl.sdk import ArgError, BuildContext, Dims, PositionArgs
+
+
+class LearnedArgs(PositionArgs):
+    """A trained position vector per position, added to the embeddings (BERT, GPT-2, RoBERTa)."""
+
+    acts: ClassVar = "embedding"
+    max_len: PositiveInt
+    padding_idx: NonNegativeInt | None = None  # RoBERTa: positions start at padding_idx + 1
+
+    def offset(self) -> int:
+        return 0 if self.padding_idx is None else self.padding_idx + 1
+
+    def check(self, dims: Dims) -> None:
+        if self.padding_idx is not None and self.padding_idx >= self.max_len:
+            raise ArgError(f"padding_idx ({self.padding_idx}) must be below max_len ({self.max_len})",
+                           arg="padding_idx")
+        if dims.context is not None and dims.context + self.offset() > self.max_len:
+            extra = f" + offset {self.offset()}" if self.offset() else ""
+            raise ArgError(f"max_len ({self.max_len}) is shorter than the context "
+                           f"({dims.context}{extra})", arg="max_len",
+                           hint=f"set max_len: {dims.context + self.offset()}")
+
+    def param_count(self, dims: Dims) -> int:
+        return self.max_len * dims.width
+
+
+class LearnedPositions(nn.Module):
+    acts = "embedding"
+
+    def __init__(self, *, embed: nn.Embedding, padding_idx: int | None = None):
+        super().__init__()
+        self.embed = embed
+        self.padding_idx = padding_idx
+        self.offset = 0 if padding_idx is None else padding_idx + 1
+
+    @classmethod
+    def from_args(cls, args: LearnedArgs, ctx: BuildContext) -> "LearnedPositions":
+        args.check(ctx.dims)
+        embed = nn.Embedding(args.max_len, ctx.dims.width, padding_idx=args.padding_idx)
+        return cls(embed=embed, padding_idx=args.padding_idx)
+
+    def position_ids(self, attention_mask: Tensor | None, T: int, past: int = 0) -> Tensor:
+        """Position ids ``(B|1, T)`` for ``T`` new tokens after ``past`` cached ones.
+
+        Without ``padding_idx``: ``past .. past+T-1`` (``(1, T)``; the mask is
+        not used). With it (RoBERTa): ``attention_mask`` ``(B, T)`` (or
+        ``(B, past+T)``, of which the last ``T`` columns are used; 1 = real
+        token) gives ``padding_idx + past + (count of real tokens so far)`` for
+        real tokens and ``padding_idx`` for padding, as HF's
+        ``create_position_ids_from_input_ids(input_ids, padding_idx, past)``.
+        """
+        device = self.embed.weight.device
+        if self.padding_idx is None or attention_mask is None:
+            return (torch.arange(past, past + T, device=device) + self.offset)[None]  # (1, T)
+        real = attention_mask[:, -T:].to(device=device, dtype=torch.long)  # (B, T)
+        return (torch.cumsum(real, dim=1) + past) * real + self.padding_idx  # (B, T)
+
+    def forward(self, position_ids: Tensor) -> Tensor:  # (B, T) -> (B, T, width)
+        return self.embed(position_ids)

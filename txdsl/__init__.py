@@ -1,0 +1,32 @@
+"""txdsl: a compiler from declarative ``.tx`` Transformer specs to PyTorch modules.
+
+The pipeline, one module per arrow::
+
+    source -> parser -> lower -> resolve -> validate -> (estimate)
+           -> select -> construct -> backend -> artifact
+
+Public API: :func:`parse`, :func:`parse_file`, :func:`build`, :func:`load`,
+and :class:`SpecError`, the one exception family for mistakes in a spec.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import SpecError, SpecErrors  # noqa: E402
+from .ir import ModelIR  # noqa: E402
+from .resolve import parse, parse_file, parse_all  # noqa: E402
+
+
+def __getattr__(name: str):  # build/load pull in torch: import them lazily
+    if name == "build":
+        from .build import build
+        return build
+    if name == "load":
+        from .artifact import load
+        return load
+    raise AttributeError(f"module 'txdsl' has no attribute {name!r}")
+
+
+__all__ = ["ModelIR", "SpecError", "SpecErrors", "build", "load", "parse", "parse_all",
+           "parse_file", "__version__"]

@@ -1,0 +1,302 @@
+"""``build``: a spec to a model lowered for a backend, and optionally an artifact.
+
+The stages, each shown with a spinner when stderr is a terminal::
+
+    parse -> select -> construct -> lower -> write
+
+Everything that can be refused is refused before the first stage: an unknown
+or unavailable backend (with the reason, e.g. ``needs CUDA``), bad backend
+options, an unknown dtype, ``cuda`` without CUDA, a missing weights file, an
+output directory that is not an artifact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+
+from pydantic import BaseModel
+
+from .artifact import ArtifactError, WeightsError, check_destination, load_weights, write_artifact
+from .backends import (BackendError, BuildError, check_available, get_backend, input_spec,
+                       parse_options)
+from .errors import SpecError
+from .ir import ModelIR
+from .sdk.targets import Target
+
+if TYPE_CHECKING:
+    import torch
+
+    from .registry import Registry
+    from .select import KernelPlan
+
+__all__ = ["ArtifactError", "BackendError", "Built", "BuildError", "WeightsError", "build",
+           "example_inputs"]
+
+log = logging.getLogger("txdsl.build")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class Built:
+    """The result of :func:`build`. Calling it calls ``lowered``."""
+
+    ir: ModelIR
+    plan: "KernelPlan"
+    module: Any  # the constructed TxModel (eager, with the weights)
+    lowered: Any  # what the backend made of it: call it with keyword inputs
+    backend: str
+    options: BaseModel
+    target: Target
+    example_inputs: dict[str, "torch.Tensor"]  # what it was lowered with (batch 2)
+    artifact: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+
+    def __call__(self, **inputs: Any) -> Any:
+        return self.lowered(**inputs)
+
+    def example(self, batch: int = 1, seed: int = 0) -> dict[str, "torch.Tensor"]:
+        """Small random inputs of the right kind for this model (see :func:`example_inputs`)."""
+        return example_inputs(self.ir, batch=batch, device=self.target.device,
+                              dtype=self.target.dtype, seed=seed)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _context(ir: ModelIR) -> int | None:
+    pos = ir.embedding.position
+    if pos is not None and isinstance(pos.args.get("max_len"), int):
+        return pos.args["max_len"]
+    ctx = ir.params.get("context")
+    return ctx if isinstance(ctx, int) and not isinstance(ctx, bool) else None
+
+
+def _vocab(ir: ModelIR) -> int:
+    vocab = ir.embedding.tokens or ir.params.get("vocab")
+    if not isinstance(vocab, int) or isinstance(vocab, bool):
+        raise BuildError(f"model '{ir.name}' has no token vocabulary to draw input ids from")
+    return vocab
+
+
+def example_inputs(ir: ModelIR, *, batch: int = 1, seq: int | None = None,
+                   device: str = "cpu", dtype: str = "float32",
+                   seed: int = 0) -> dict[str, "torch.Tensor"]:
+    """Small random inputs of the right kind for ``ir``, keyed like the model's call.
+
+    ``input_ids`` ``(batch, min(16, context))`` for token models,
+    ``pixel_values`` ``(batch, channels, image, image)`` for image models, and
+    ``decoder_input_ids`` besides for encoder-decoder models.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    ctx = _context(ir)
+    seq = seq or (min(16, ctx) if ctx else 16)
+    out: dict[str, torch.Tensor] = {}
+    patches = ir.embedding.patches
+    if patches is not None:
+        image = patches.args.get("image", patches.args.get("image_size"))
+        channels = patches.args.get("channels", 3)
+        if not isinstance(image, int):
+            raise BuildError(f"patches '{patches.kind}' has no integer 'image' size to make "
+                             "example pixel_values from")
+        out["pixel_values"] = torch.randn(batch, channels, image, image, generator=g).to(
+            device=device, dtype=getattr(torch, dtype))
+    else:
+        out["input_ids"] = torch.randint(0, _vocab(ir), (batch, seq), generator=g).to(device)
+    if ir.is_encoder_decoder:
+        out["decoder_input_ids"] = torch.randint(0, _vocab(ir), (batch, seq),
+                                                 generator=g).to(device)
+    return out
+
+
+# ---------------------------------------------------------------- progress
+
+
+class _Stages:
+    """Times each stage; shows a spinner and a tick per stage on a terminal."""
+
+    def __init__(self, progress: bool | Callable[[str], None] | None):
+        self.callback = progress if callable(progress) else None
+        show = sys.stderr.isatty() if progress is None else progress is True
+        self.console = None
+        if show:
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str, what: str) -> Iterator[None]:
+        if self.callback is not None:
+            self.callback(stage)
+        log.info("%s: %s", stage, what)
+        start = time.perf_counter()
+        status = (self.console.status(f"{what}...") if self.console is not None
+                  else contextlib.nullcontext())
+        try:
+            with status:
+                yield
+        except BaseException:
+            if self.console is not None:
+                self.console.print(f"[red]x[/red] {what}")
+            raise
+        seconds = self.timings[stage] = time.perf_counter() - start
+        if self.console is not None:
+            self.console.print(f"[green]✓[/green] {what} [dim]({seconds:.2f} s)[/dim]")
+
+
+# ---------------------------------------------------------------- the build
+
+
+def _spec_text(text: str, path: str) -> str:
+    """The canonical (``txdsl fmt``) form of ``text``, or ``text`` if it can't be formatted."""
+    try:
+        from .fmt import format_spec
+        from .lower import lower
+        from .source import source_from_text
+
+        return format_spec(lower(source_from_text(text, path)))
+    except Exception:  # formatting is a nicety: keep the source as written
+        return text
+
+
+def _resolve(spec: Any, model: str | None, registry: "Registry",
+             ) -> tuple[ModelIR, str | None, str | None]:
+    """(IR, spec text for the artifact or None, spec path or None)."""
+    from .resolve import parse, parse_file
+
+    if isinstance(spec, ModelIR):
+        return spec, None, None
+    is_path = isinstance(spec, os.PathLike) or (
+        isinstance(spec, str) and "\n" not in spec and "{" not in spec
+        and (spec.endswith(".tx") or Path(spec).is_file()))
+    if is_path:
+        path = Path(spec)
+        ir = parse_file(path, model=model, registry=registry)
+        return ir, _spec_text(path.read_text(encoding="utf-8"), str(path)), str(path)
+    if isinstance(spec, str):
+        ir = parse(spec, model=model, registry=registry)
+        return ir, _spec_text(spec, "<string>"), None
+    raise TypeError(f"spec must be a path, spec text or a ModelIR, not {type(spec).__name__}")
+
+
+def _target(device: str, dtype: str, backend: str) -> Target:
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise BuildError(f"unknown device '{device}' (use cpu or cuda)") from None
+    if kind not in ("cpu", "cuda"):
+        raise BuildError(f"device '{device}' is not supported (use cpu or cuda)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise BuildError(f"device '{device}' needs CUDA, but torch.cuda.is_available() is False "
+                         f"(torch {torch.__version__}); build for --device cpu")
+    if dtype not in DTYPES:
+        raise BuildError(f"unknown dtype '{dtype}' (known: {', '.join(DTYPES)})")
+    capability = torch.cuda.get_device_capability(device) if kind == "cuda" else None
+    return Target(device=kind, dtype=dtype, backend=backend, cuda_capability=capability)
+
+
+def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str = "float32",
+          device: str = "cpu", weights: str | os.PathLike | None = None, seed: int = 0,
+          model: str | None = None, force_kernels: Mapping[str, str] | None = None,
+          options: Mapping[str, Any] | Sequence[str] | BaseModel | None = None,
+          progress: bool | Callable[[str], None] | None = None,
+          registry: "Registry | None" = None) -> Built:
+    """Build ``spec`` for ``backend`` and, given ``output``, write an artifact there.
+
+    ``spec``: a ``.tx`` path, spec text, or a :class:`ModelIR`; ``model``
+    picks one of several models in a file. ``output``: an artifact directory,
+    or a function of the IR returning one. ``weights``: a safetensors file
+    loaded strictly into the built model (otherwise it is initialised from
+    ``seed``). ``force_kernels``: ``{"attention": "reference"}`` or
+    ``{"attention.full": "sdpa"}``. ``options``: the backend's options (a
+    mapping or ``key=value`` strings). ``progress``: ``None`` shows stages on
+    a terminal, ``True``/``False`` force it, a callable gets each stage name.
+
+    Raises :class:`~txdsl.errors.SpecError` for mistakes in the spec and
+    :class:`BuildError` (:class:`BackendError`, :class:`WeightsError`,
+    :class:`ArtifactError`) for everything else.
+    """
+    import torch
+
+    from .construct import construct
+    from .registry import get_registry
+    from .select import select
+
+    registry = registry or get_registry()
+    chosen = get_backend(backend, registry)
+    opts = parse_options(chosen, options)
+    target = _target(device, dtype, backend)
+    check_available(chosen, target)
+    if weights is not None and not Path(weights).is_file():
+        raise WeightsError(f"{weights}: no such weights file")
+    if output is not None and not callable(output):
+        check_destination(output)
+    force = dict(force_kernels or {})
+    stages = _Stages(progress)
+
+    with stages("parse", "parsing the spec"):
+        ir, spec_text, spec_path = _resolve(spec, model, registry)
+    if callable(output):
+        output = check_destination(output(ir))
+
+    with stages("select", "selecting kernels"):
+        try:
+            plan = select(ir, target, registry=registry, force=force)
+        except ValueError as exc:  # a malformed force key
+            if isinstance(exc, SpecError):
+                raise
+            raise BuildError(str(exc)) from None
+
+    with stages("construct", f"constructing {ir.name} (seed {seed})"):
+        devices = [torch.device(device)] if target.device == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            module = construct(ir, plan, target=target, registry=registry, device=device,
+                               dtype=dtype)
+        if weights is not None:
+            load_weights(module, weights)
+        module.eval()
+
+    with stages("lower", f"lowering with {backend}"):
+        example = example_inputs(ir, batch=2, device=device, dtype=dtype, seed=seed)
+        try:
+            lowered = chosen.lower(module, example, opts)
+        except (BuildError, SpecError):
+            raise
+        except Exception as exc:
+            raise BackendError(f"backend '{backend}' failed to lower {ir.name}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+
+    built = Built(ir=ir, plan=plan, module=module, lowered=lowered, backend=backend,
+                  options=opts, target=target, example_inputs=example, timings=stages.timings)
+    if output is not None:
+        with stages("write", f"writing the artifact to {output}"):
+            built.artifact = write_artifact(
+                output, module=module, lowered=lowered, backend=chosen, options=opts, ir=ir,
+                plan=plan, dtype=dtype, device=target.device, seed=seed,
+                inputs=input_spec(example), spec_text=spec_text, spec_path=spec_path,
+                weights_source=weights, registry=registry)
+    return built
+
+
+class _CallableModule(types.ModuleType):
+    """``txdsl.build`` names both this module and the function: once the module is
+    imported, ``txdsl.build`` is the module, so the module calls the function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Built:
+        return build(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

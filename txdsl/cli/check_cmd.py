@@ -1,0 +1,32 @@
+"""``txdsl check SPEC...``: resolve and validate every model in each file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import SpecError
+from ..resolve import parse_all
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("check", help="check spec files for errors",
+                       description="Resolve and validate every model in each spec file.")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.specs:
+        try:
+            models = parse_all(path)
+        except SpecError as err:
+            failed += 1
+            print(err.render(), file=sys.stderr)
+            n = len(err.errors)
+            print(f"{path}: {n} error{'s' if n > 1 else ''}\n", file=sys.stderr)
+            continue
+        names = ", ".join(m.name for m in models) or "no models"
+        print(f"ok  {path} ({names})")
+    return 1 if failed else 0

@@ -1,0 +1,54 @@
+"""``txdsl`` entry point: parses arguments, dispatches, turns errors into exit codes.
+
+Exit status: 0 success, 1 spec errors (rendered ``path:line:col: error: ...``),
+2 usage errors. No spec, however malformed, produces a Python traceback here.
+Each subcommand is a module with ``add_parser(subparsers)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+from .. import __version__
+from ..errors import SpecError
+
+COMMANDS = ["check", "show", "fmt", "schema", "build", "plugins"]
+
+
+class UsageError(Exception):
+    """A wrong command line (exit status 2)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="txdsl", description="Compile declarative .tx Transformer specs to PyTorch.")
+    p.add_argument("--version", action="version", version=f"txdsl {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        import_module(f".{name}_cmd", __package__).add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)  # exits 2 on usage errors
+    try:
+        return int(args.run(args) or 0)
+    except SpecError as err:
+        print(err.render(), file=sys.stderr)
+        n = len(err.errors)
+        if n > 1:
+            print(f"\n{n} errors", file=sys.stderr)
+        return 1
+    except UsageError as err:
+        print(f"txdsl: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("txdsl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""``txdsl plugins [--json]``: what is installed, by plugin, with versions.
+
+Each plugin's registrations are grouped by family (``attention: full
+[reference, sdpa]``); backends say whether they can run here and, if not,
+why. A broken plugin is listed with its error; the command still exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from typing import Any
+
+from ..registry import Registry, get_registry
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("plugins", help="list installed plugins and what they register",
+                       description="List every plugin (entry-point group 'txdsl') with its "
+                                   "version, what it registers by family, and errors.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=run)
+
+
+def _registers(entries: list[str]) -> dict[str, dict[str, list[str]]]:
+    """``["attention:full[sdpa]", "backend:eager"]`` -> ``{"attention": {"full": ["sdpa"]},
+    "backend": {"eager": []}}``."""
+    out: dict[str, dict[str, list[str]]] = defaultdict(dict)
+    for entry in entries:
+        family, _, rest = entry.partition(":")
+        name, _, impl = rest.partition("[")
+        impls = out[family].setdefault(name, [])
+        if impl:
+            impls.append(impl.rstrip("]"))
+    return {fam: dict(names) for fam, names in out.items()}
+
+
+def report(registry: Registry) -> dict[str, Any]:
+    """The JSON ``txdsl plugins --json`` prints."""
+    from ..backends import backend_info
+
+    plugins = []
+    for name in sorted(registry.plugins):
+        info = registry.plugins[name]
+        plugins.append({"name": info.name, "module": info.module, "version": info.version,
+                        "ok": info.error is None, "error": info.error,
+                        "registers": _registers(info.registered)})
+    backends = {}
+    for name in sorted(registry.backends):
+        try:
+            backends[name] = backend_info(registry.backends[name])
+        except Exception as exc:  # a broken backend must not take the listing down
+            backends[name] = {"name": name, "available": False,
+                              "reason": f"available() raised {type(exc).__name__}: {exc}"}
+        backends[name]["plugin"] = next(
+            (p.name for p in registry.plugins.values() if f"backend:{name}" in p.registered), None)
+    return {"plugins": plugins, "backends": backends}
+
+
+def run(args: argparse.Namespace) -> int:
+    data = report(get_registry())
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for p in data["plugins"]:
+        version = p["version"] or "unversioned"
+        print(f"{p['name']} {version} ({p['module']})" + ("" if p["ok"] else "  BROKEN"))
+        for family, names in p["registers"].items():
+            if family == "backend":
+                for name in names:
+                    b = data["backends"].get(name, {})
+                    state = "available" if b.get("available") else f"unavailable: {b.get('reason')}"
+                    print(f"  backend: {name} ({state})")
+                continue
+            listing = ", ".join(f"{n} [{', '.join(i)}]" if i else n for n, i in names.items())
+            print(f"  {family}: {listing}")
+        if p["error"]:
+            print(f"  error: {p['error']}")
+    broken = sum(not p["ok"] for p in data["plugins"])
+    if broken:
+        print(f"\n{broken} plugin{'s' if broken > 1 else ''} failed to load; the others work")
+    return 0

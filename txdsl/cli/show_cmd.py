@@ -1,0 +1,96 @@
+"""``txdsl show SPEC``: a model's shape and resource estimates, as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..estimate import DTYPE_BYTES, Estimate, estimate
+from ..ir import ModelIR
+from ..resolve import parse_file
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("show", help="show a model's structure and estimates",
+                       description="Print a model's layers, parameter count, FLOPs per token "
+                                   "and memory estimates (nothing is allocated).")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--model", help="which model of the file (default: the last one)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--batch", type=int, default=1, help="batch size for memory estimates")
+    p.add_argument("--seq-len", type=int, help="sequence length (default: the model's context)")
+    p.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="float32")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    ir = parse_file(args.spec, model=args.model)
+    est = estimate(ir, batch=args.batch, seq_len=args.seq_len, dtype=args.dtype)
+    if args.json:
+        print(json.dumps(to_json(ir, est), indent=2))
+    else:
+        print(render(ir, est))
+    return 0
+
+
+def to_json(ir: ModelIR, est: Estimate) -> dict:
+    return {"name": ir.name, "hash": ir.hash(), "d_model": ir.d_model,
+            "layers": est.layers, "stacks": {s.role: len(s.layers) for s in ir.stacks},
+            **{k: v for k, v in est.to_dict().items() if k != "layers"},
+            "ir": ir.model_dump(mode="json")}
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _layer_summary(stack) -> list[str]:
+    """Layers grouped into runs that are specified identically."""
+    out, run = [], []
+    for layer in stack.layers:
+        key = (layer.residual, str(layer.norm), str(layer.attention), str(layer.cross_attention),
+               str(layer.ffn))
+        if run and run[-1][0] == key:
+            run[-1][1].append(layer.index)
+        else:
+            run.append((key, [layer.index]))
+    for (residual, norm, attn, cross, ffn), idx in run:
+        where = f"{idx[0]}" if len(idx) == 1 else f"{idx[0]}..{idx[-1]}"
+        shared = " (shared)" if any(stack.layers[i].shares is not None for i in idx) else ""
+        parts = [f"attention {attn}"] + ([f"cross {cross}"] if cross != "None" else [])
+        parts += [f"ffn {ffn}" if ffn != "None" else "no ffn", f"norm {norm} ({residual})"]
+        out.append(f"    layer {where:<8} " + "; ".join(parts) + shared)
+    return out
+
+
+def render(ir: ModelIR, est: Estimate) -> str:
+    lines = [f"model {ir.name}  (hash {ir.hash()[:12]})", f"  d_model     {ir.d_model}"]
+    e = ir.embedding
+    inp = f"tokens {e.tokens}" if e.tokens else f"patches {e.patches}"
+    lines.append(f"  embedding   {inp}, size {e.size}" + (f", position {e.position}"
+                                                          if e.position else ""))
+    for stack in ir.stacks:
+        extra = f", position {stack.position}" if stack.position else ""
+        lines.append(f"  {stack.role:<11} {len(stack.layers)} layers, "
+                     f"{'causal' if stack.causal else 'bidirectional'}{extra}")
+        lines += _layer_summary(stack)
+        if stack.final_norm:
+            lines.append(f"    final norm {stack.final_norm}")
+    for head in ir.heads:
+        lines.append(f"  head        {head.name}: {head.head}")
+    lines.append("")
+    lines.append(f"  parameters        {est.params:,}")
+    for name, n in est.params_by_component.items():
+        lines.append(f"    {name:<15} {n:,}")
+    lines.append(f"  FLOPs per token   {est.flops_per_token:,} (forward, seq_len {est.seq_len})")
+    lines.append(f"  KV cache          {_bytes(est.kv_cache_bytes)} (batch {est.batch}, "
+                 f"seq_len {est.seq_len}, {est.dtype})")
+    lines.append(f"  activations       {_bytes(est.activation_bytes)} (training, batch "
+                 f"{est.batch}, seq_len {est.seq_len}, {est.dtype})")
+    if est.unknown:
+        lines.append(f"  no cost model for: {', '.join(est.unknown)} (not counted)")
+    return "\n".join(lines)

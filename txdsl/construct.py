@@ -1,0 +1,303 @@
+"""Construction: a model IR and a kernel plan to a :class:`~txdsl.runtime.TxModel`.
+
+Every component is built by the implementation the plan chose for its
+``(family, kind)``: ``build(args, BuildContext(dims, target, shared))``, with
+``args`` validated back into the kind's registered argument model. The
+runtime modules (:mod:`txdsl.runtime`) wire the components together.
+
+Dimensions each component is built for (:func:`iter_components` lists them,
+so estimates use exactly what construction uses):
+
+- ``width``: the embedding width ``E`` inside the embedding, ``d_model`` elsewhere;
+- ``context``: the tokens the embedding position covers (``max_len`` less a
+  padding offset), else the model's ``context``;
+- ``heads``/``head_dim``: inside a stack, those of its layer-0 attention
+  (RoPE rotates ``head_dim``, ALiBi has a slope per head); ``None`` outside.
+
+A layer with ``shares = j`` *is* layer ``j``'s module (ALBERT's cross-layer
+sharing, Lan et al. 2019): its parameters exist once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from .errors import SpecError
+from .ir import Component, LayerIR, ModelIR, StackIR
+from .registry import Registry
+from .runtime import Embedding, Layer, Stack, TxModel
+from .sdk import ArgError, BuildContext, ComponentArgs, Dims, Target
+from .select import KernelPlan, select
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+          "float64": torch.float64}
+
+
+# ------------------------------------------------------------------ dimensions
+
+
+def _args(registry: Registry, comp: Component) -> ComponentArgs:
+    """``comp.args`` validated into its kind's argument model; errors at the argument's span."""
+    if not registry.has(comp.family, comp.kind):
+        raise SpecError(f"unknown {comp.family} '{comp.kind}'", comp.span)
+    model = registry.args(comp.family, comp.kind)
+    try:
+        return model.model_validate(comp.args)
+    except ValidationError as exc:
+        errs = exc.errors()
+        args = [str(e["loc"][0]) if e.get("loc") else None for e in errs]
+        what = "; ".join((f"argument '{a}': " if a else "") + e["msg"] for a, e in zip(args, errs))
+        span = comp.arg_span(args[0]) if args[0] else comp.span
+        raise SpecError(f"{comp.family} '{comp.kind}' {what}", span) from None
+
+
+def base_dims(ir: ModelIR, registry: Registry) -> Dims:
+    """The model-wide dimensions (``width`` = ``d_model``).
+
+    ``context`` is the number of tokens the embedding position covers: its
+    ``max_len``, less the rows an offset reserves (RoBERTa's positions start at
+    ``padding_idx + 1``: ``max_len`` 514 holds 512 tokens); else the model's
+    ``context`` parameter.
+    """
+    context = None
+    pos = ir.embedding.position
+    if pos is not None and isinstance(pos.args.get("max_len"), int):
+        context = pos.args["max_len"]
+        offset = getattr(_args(registry, pos), "offset", None)
+        if callable(offset):
+            context -= offset()
+    elif isinstance(ir.params.get("context"), int) and not isinstance(ir.params["context"], bool):
+        context = ir.params["context"]
+    return Dims(d_model=ir.d_model, width=ir.d_model, vocab=ir.embedding.tokens,
+                embed_size=ir.embedding.size,
+                context=context if context is not None and context > 0 else None)
+
+
+def stack_dims(stack: StackIR, base: Dims, registry: Registry) -> Dims:
+    """Dims for a stack's components: ``heads``/``head_dim`` of layer 0's attention
+    (what a stack-level position needs: RoPE rotates head_dim, ALiBi has a slope per head)."""
+    attn = _args(registry, stack.layers[0].attention)
+    heads = getattr(attn, "heads", None)
+    head_size = getattr(attn, "head_size", None)
+    head_dim = head_size(base) if callable(head_size) else None
+    return base.model_copy(update={"heads": heads, "head_dim": head_dim})
+
+
+def layer_norm_count(layer: LayerIR) -> int:
+    """How many norm instances a layer has: one per sublayer, two with sandwich norms."""
+    if layer.norm is None:
+        return 0
+    subs = 1 + (layer.cross_attention is not None) + (layer.ffn is not None)
+    return subs * (2 if layer.residual == "sandwich" else 1)
+
+
+def iter_components(ir: ModelIR, registry: Registry | None = None,
+                    ) -> Iterator[tuple[str, Component, Dims]]:
+    """Every component instance construction builds, with where it goes and its dims.
+
+    Layers that share another layer's parameters are skipped (built once).
+    A layer's norm appears once per instance (``layer_norm_count``), with
+    paths ``<stack>.layers.<i>.<sublayer>_norm[_out]``.
+    """
+    registry = registry or _default_registry()
+    base = base_dims(ir, registry)
+    emb = ir.embedding
+    emb_dims = base.model_copy(update={"width": emb.size})
+    for name in ("patches", "position", "norm"):
+        comp = getattr(emb, name)
+        if comp is not None:
+            yield f"embedding.{name}", comp, emb_dims
+    for stack in ir.stacks:
+        dims = stack_dims(stack, base, registry)
+        if stack.position is not None:
+            yield f"{stack.role}.position", stack.position, dims
+        for layer in stack.layers:
+            if layer.shares is not None:
+                continue
+            prefix = f"{stack.role}.layers.{layer.index}"
+            for sub in ("attention", "cross_attention", "ffn"):
+                comp = getattr(layer, sub)
+                if comp is None:
+                    continue
+                yield f"{prefix}.{sub}", comp, dims
+                if layer.norm is not None:
+                    yield f"{prefix}.{sub}_norm", layer.norm, dims
+                    if layer.residual == "sandwich":
+                        yield f"{prefix}.{sub}_norm_out", layer.norm, dims
+        if stack.final_norm is not None:
+            yield f"{stack.role}.final_norm", stack.final_norm, dims
+    for head in ir.heads:
+        yield f"heads.{head.name}", head.head, base
+
+
+def _default_registry() -> Registry:
+    from .registry import get_registry
+
+    return get_registry()
+
+
+# --------------------------------------------------------------- construction
+
+
+class _Builder:
+    def __init__(self, ir: ModelIR, plan: KernelPlan, target: Target, registry: Registry):
+        self.ir, self.plan, self.target, self.registry = ir, plan, target, registry
+        self.base = base_dims(ir, registry)
+        self.shared: dict[str, Any] = {}
+
+    def component(self, comp: Component, dims: Dims) -> nn.Module:
+        args = _args(self.registry, comp)
+        try:
+            args.check(dims)
+        except ArgError as exc:
+            raise SpecError(exc.message, comp.arg_span(exc.arg) if exc.arg else comp.span,
+                            exc.hint) from None
+        try:
+            impl_name = self.plan.impl_for(comp.family, comp.kind)
+        except KeyError:
+            raise SpecError(f"the kernel plan has no implementation for {comp.family} "
+                            f"'{comp.kind}' (a plan made for another model?)", comp.span) from None
+        impls = self.registry.implementations(comp.family, comp.kind)
+        impl = next((i for i in impls if i.impl == impl_name), None)
+        if impl is None:
+            raise SpecError(f"{comp.family} '{comp.kind}' has no implementation '{impl_name}' "
+                            "installed", comp.span,
+                            f"installed: {', '.join(i.impl for i in impls) or 'none'}")
+        return impl.build(args, BuildContext(dims=dims, target=self.target, shared=self.shared))
+
+    def acts(self, comp: Component) -> str:
+        return getattr(self.registry.args(comp.family, comp.kind), "acts", "embedding")
+
+    def embedding(self) -> Embedding:
+        emb, d = self.ir.embedding, self.base.model_copy(update={"width": self.ir.embedding.size})
+        tokens = nn.Embedding(emb.tokens, emb.size) if emb.tokens is not None else None
+        if tokens is not None:
+            self.shared["token_embedding"] = tokens
+        position = None
+        if emb.position is not None:
+            if self.acts(emb.position) != "embedding":
+                raise SpecError(f"position '{emb.position.kind}' acts on "
+                                f"{self.acts(emb.position)}, not on the embeddings: declare it "
+                                "on the stack", emb.position.span)
+            position = self.component(emb.position, d)
+        return Embedding(
+            size=emb.size, d_model=self.ir.d_model, tokens=tokens,
+            patches=self.component(emb.patches, d) if emb.patches is not None else None,
+            cls_token=emb.cls_token, position=position,
+            token_types=nn.Embedding(emb.token_types, emb.size) if emb.token_types else None,
+            norm=self.component(emb.norm, d) if emb.norm is not None else None,
+            dropout=emb.dropout, scale=emb.scale)
+
+    def layer(self, layer: LayerIR, dims: Dims) -> Layer:
+        def build(comp: Component | None) -> nn.Module | None:
+            return self.component(comp, dims) if comp is not None else None
+
+        norm = layer.norm
+        return Layer(residual=layer.residual, attention=build(layer.attention),
+                     cross_attention=build(layer.cross_attention), ffn=build(layer.ffn),
+                     norm=(lambda: build(norm)) if norm is not None else None,
+                     dropout=layer.dropout)
+
+    def stack(self, stack: StackIR) -> Stack:
+        position, acts = None, None
+        dims = stack_dims(stack, self.base, self.registry)
+        if stack.position is not None:
+            acts = self.acts(stack.position)
+            if acts == "embedding":
+                raise SpecError(f"position '{stack.position.kind}' is added to the embeddings: "
+                                "declare it in the embedding, not on the stack",
+                                stack.position.span)
+            position = self.component(stack.position, dims)
+        built: dict[int, Layer] = {}
+        layers = []
+        for i, layer in enumerate(stack.layers):
+            if layer.index != i:
+                raise SpecError(f"{stack.role} layer {i} has index {layer.index}", layer.span)
+            if layer.shares is not None:
+                module = self._shared(stack, layer, built)
+            else:
+                module = self.layer(layer, dims)
+            built[i] = module
+            layers.append(module)
+        final = self.component(stack.final_norm, dims) if stack.final_norm else None
+        return Stack(role=stack.role, causal=stack.causal, layers=layers, position=position,
+                     position_acts=acts, final_norm=final)
+
+    @staticmethod
+    def _shared(stack: StackIR, layer: LayerIR, built: dict[int, Layer]) -> Layer:
+        j = layer.shares
+        if j is None or j >= layer.index:
+            raise SpecError(f"{stack.role} layer {layer.index} shares layer {j}, which is not "
+                            "an earlier layer", layer.span)
+        src = stack.layers[j]
+        fields = ("residual", "norm", "attention", "cross_attention", "ffn", "dropout")
+        diff = [f for f in fields if getattr(src, f) != getattr(layer, f)]
+        if diff:
+            raise SpecError(f"{stack.role} layer {layer.index} shares layer {j}'s parameters but "
+                            f"differs from it in {', '.join(diff)}", layer.span)
+        return built[j]
+
+    def model(self) -> TxModel:
+        embedding = self.embedding()
+        encoder = self.stack(self.ir.encoder) if self.ir.encoder is not None else None
+        decoder = self.stack(self.ir.decoder) if self.ir.decoder is not None else None
+        heads = {h.name: self.component(h.head, self.base) for h in self.ir.heads}
+        kinds = {h.name: h.head.kind for h in self.ir.heads}
+        return TxModel(ir=self.ir, plan=self.plan, embedding=embedding, encoder=encoder,
+                       decoder=decoder, heads=heads, head_kinds=kinds)
+
+
+def init_weights(model: nn.Module, std: float = 0.02) -> None:
+    """GPT-2/BERT-style initialisation: Linear and Embedding weights ~ N(0, std),
+    Linear biases 0, an embedding's padding row 0; the [CLS] vector ~ N(0, std).
+    Other parameters (norms, position tables, plugin-specific ones) keep their own."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=std)
+                if m.padding_idx is not None:
+                    m.weight[m.padding_idx].zero_()
+            elif isinstance(m, Embedding) and m.cls_token is not None:
+                nn.init.normal_(m.cls_token, std=std)
+
+
+def construct(ir: ModelIR, plan: KernelPlan | None = None, *, target: Target | None = None,
+              registry: Registry | None = None, device: str | torch.device | None = None,
+              dtype: str | torch.dtype | None = None, force: dict[str, str] | None = None,
+              init_std: float | None = 0.02) -> TxModel:
+    """Build ``ir`` into a :class:`TxModel` with the implementations of ``plan``.
+
+    ``plan`` ``None``: :func:`txdsl.select.select` for ``target`` (with ``force``).
+    ``device``/``dtype`` default to the target's; ``device="meta"`` allocates
+    nothing (for estimates). ``init_std``: see :func:`init_weights`
+    (``None`` keeps every module's own initialisation).
+    """
+    registry = registry or _default_registry()
+    target = target or Target()
+    if plan is None:
+        plan = select(ir, target, registry=registry, force=force)
+    elif force:
+        raise ValueError("give either a plan or force, not both")
+    device = device if device is not None else target.device
+    if isinstance(dtype, str) or dtype is None:
+        name = dtype or target.dtype
+        if name not in DTYPES:
+            raise ValueError(f"unknown dtype '{name}' (known: {', '.join(DTYPES)})")
+        dtype = DTYPES[name]
+    ctx = torch.device(device) if device is not None else contextlib.nullcontext()
+    with ctx:
+        model = _Builder(ir, plan, target, registry).model()
+    if init_std is not None and torch.device(device).type != "meta":
+        init_weights(model, init_std)
+    if dtype != torch.float32:
+        model.to(dtype=dtype)
+    return model.eval()  # inference mode, as from_pretrained; call .train() to train

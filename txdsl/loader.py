@@ -1,0 +1,85 @@
+"""Loading spec files and their imports into scopes of named models.
+
+Each file sees the models it defines and those of the files it imports
+(directly; an imported file's own imports stay its business). Imports are
+relative to the importing file; a cycle is an error at the ``import`` that
+closes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import syntax as s
+from .errors import ErrorSink, Source, SpecError
+from .lower import lower
+from .source import read_source
+
+
+@dataclass
+class FileScope:
+    """One loaded file: its syntax and the models visible from it."""
+
+    spec: s.SpecFile
+    path: str
+    visible: dict[str, tuple[s.ModelDecl, "FileScope"]] = field(default_factory=dict)
+
+    @property
+    def local(self) -> list[s.ModelDecl]:
+        return list(self.spec.models)
+
+
+class Loader:
+    """Loads files once each; detects import cycles."""
+
+    def __init__(self) -> None:
+        self._done: dict[Path, FileScope] = {}
+
+    def load_source(self, source: Source, base_dir: Path, stack: tuple[Path, ...] = ()) -> FileScope:
+        spec = lower(source)
+        scope = FileScope(spec=spec, path=source.path)
+        sink = ErrorSink()
+        for imp in spec.imports:
+            try:
+                self._add_import(scope, imp, base_dir, stack)
+            except SpecError as err:
+                sink.add(err)
+        for decl in spec.models:
+            if decl.name in scope.visible:
+                other, where = scope.visible[decl.name]
+                sink.add(SpecError(f"model '{decl.name}' is defined twice", decl.name_span,
+                                   f"the other definition is at {other.name_span or where.path}"))
+                continue
+            scope.visible[decl.name] = (decl, scope)
+        sink.check()
+        return scope
+
+    def load_file(self, path: Path, stack: tuple[Path, ...] = ()) -> FileScope:
+        key = path.resolve()
+        if key in self._done:
+            return self._done[key]
+        scope = self.load_source(read_source(path), path.parent, stack + (key,))
+        self._done[key] = scope
+        return scope
+
+    def _add_import(self, scope: FileScope, imp: s.Import, base_dir: Path,
+                    stack: tuple[Path, ...]) -> None:
+        target = (base_dir / imp.path)
+        key = target.resolve()
+        if key in stack:
+            chain = " -> ".join(p.name for p in stack[stack.index(key):] + (key,))
+            raise SpecError(f"import cycle: {chain}", imp.span,
+                            "two spec files can't import each other; move the shared models "
+                            "into a third file")
+        if not target.exists():
+            raise SpecError(f"cannot import \"{imp.path}\": no such file", imp.span,
+                            f"imports are relative to the importing file; looked for {target}")
+        if target.is_dir():
+            raise SpecError(f"cannot import \"{imp.path}\": it is a directory", imp.span)
+        imported = self.load_file(target, stack)
+        for decl in imported.local:
+            if decl.name in scope.visible:
+                raise SpecError(f"import \"{imp.path}\" defines model '{decl.name}', "
+                                f"which is already visible here", imp.span)
+            scope.visible[decl.name] = (decl, imported)

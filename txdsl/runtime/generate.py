@@ -1,0 +1,122 @@
+"""Autoregressive decoding: greedy or sampled, with the KV cache.
+
+Left-padded batches work as in Hugging Face's GPT-2: the attention mask
+marks the padding, and position ids count only real tokens
+(``cumsum(mask) - 1``, padding at 0), so a row's positions don't depend on
+how much padding precedes it. Relative schemes acting inside attention
+(RoPE, ALiBi, T5 buckets) see the same shift on queries and keys and need
+no correction.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from .model import TxModel
+
+
+def next_token(logits: Tensor, *, do_sample: bool = False, temperature: float = 1.0,
+               top_k: int | None = None, top_p: float | None = None,
+               generator: torch.Generator | None = None) -> Tensor:
+    """``(B, V)`` logits of the last position to ``(B,)`` token ids.
+
+    Sampling applies, in Hugging Face's order: temperature, top-k, then top-p
+    (nucleus; Holtzman et al. 2019, https://arxiv.org/abs/1904.09751).
+    """
+    if not do_sample:
+        return logits.argmax(dim=-1)
+    if temperature <= 0:
+        raise ValueError(f"temperature ({temperature}) must be > 0; use do_sample=False for greedy")
+    logits = logits.float() / temperature
+    if top_k is not None and top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1)  # ascending
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop = cumulative <= 1.0 - top_p
+        drop[..., -1] = False  # always keep the most likely token
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def position_ids_from_mask(mask: Tensor) -> Tensor:
+    """``(B, S)`` 0/1 attention mask to positions counting real tokens only (padding: 0)."""
+    positions = mask.long().cumsum(-1) - 1
+    return positions.masked_fill(mask == 0, 0)
+
+
+@torch.no_grad()
+def generate(model: "TxModel", input_ids: Tensor, max_new_tokens: int, *,
+             attention_mask: Tensor | None = None, do_sample: bool = False,
+             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+             eos_token_id: int | None = None, pad_token_id: int | None = None,
+             decoder_start_token_id: int | None = None,
+             generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
+    """Decode up to ``max_new_tokens`` tokens after ``input_ids`` ``(B, T)``.
+
+    Returns ``(B, T + new)`` for a decoder-only model (prompt included, as
+    Hugging Face does) and ``(B, 1 + new)`` decoder tokens, starting with
+    ``decoder_start_token_id``, for an encoder-decoder one. Rows that produced
+    ``eos_token_id`` continue with ``pad_token_id`` (default: the eos id); decoding
+    stops early once every row has. ``use_cache=False`` re-runs the whole
+    sequence each step (for testing the cache).
+    """
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens ({max_new_tokens}) must be >= 0")
+    pick = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                generator=generator)
+    pad = pad_token_id if pad_token_id is not None else eos_token_id
+    B = input_ids.shape[0]
+    device = input_ids.device
+    mask = (attention_mask.long() if attention_mask is not None
+            else torch.ones_like(input_ids, dtype=torch.long))
+    finished = torch.zeros(B, dtype=torch.bool, device=device)
+
+    def done(tok: Tensor) -> Tensor:
+        nonlocal finished
+        if eos_token_id is None:
+            return tok
+        tok = torch.where(finished, torch.full_like(tok, pad if pad is not None else 0), tok)
+        finished = finished | (tok == eos_token_id)
+        return tok
+
+    if model.is_encoder_decoder:
+        if decoder_start_token_id is None:
+            raise ValueError("an encoder-decoder model needs decoder_start_token_id to generate")
+        out_ids = torch.full((B, 1), decoder_start_token_id, dtype=torch.long, device=device)
+        cache = model.new_cache() if use_cache else None
+        for _ in range(max_new_tokens):
+            step = out_ids[:, -1:] if cache is not None and cache.get_seq_length() else out_ids
+            out = model(input_ids, attention_mask=mask, decoder_input_ids=step,
+                        past_key_values=cache, use_cache=use_cache)
+            tok = done(next_token(out.logits[:, -1, :], **pick))
+            out_ids = torch.cat([out_ids, tok[:, None]], dim=1)
+            if eos_token_id is not None and bool(finished.all()):
+                break
+        return out_ids
+
+    if model.decoder is None:
+        raise ValueError("generate needs a decoder stack (this model is encoder-only)")
+    position = model.embedding.position
+    # Learned/sinusoidal positions count real tokens only; a module that
+    # derives its own ids from the mask (RoBERTa's padding offset) is left to.
+    explicit_positions = position is not None and getattr(position, "padding_idx", None) is None
+    tokens = input_ids
+    cache = model.new_cache() if use_cache else None
+    for _ in range(max_new_tokens):
+        T = 1 if cache is not None and cache.get_seq_length() else tokens.shape[1]
+        position_ids = position_ids_from_mask(mask)[:, -T:] if explicit_positions else None
+        out = model(tokens[:, -T:], attention_mask=mask, position_ids=position_ids,
+                    past_key_values=cache, use_cache=use_cache)
+        tok = done(next_token(out.logits[:, -1, :], **pick))
+        tokens = torch.cat([tokens, tok[:, None]], dim=1)
+        mask = torch.cat([mask, mask.new_ones(B, 1)], dim=1)
+        if eos_token_id is not None and bool(finished.all()):
+            break
+    return tokens

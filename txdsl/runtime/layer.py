@@ -1,0 +1,67 @@
+"""One layer: self-attention, optional cross-attention, optional FFN, each in a residual.
+
+Where the norm sits (``residual``), for each sublayer ``f``:
+
+- ``pre``:      x + drop(f(norm(x)))            (GPT-2, T5, ViT; Xiong et al. 2020)
+- ``post``:     norm(x + drop(f(x)))            (Vaswani et al. 2017, BERT)
+- ``sandwich``: x + drop(norm_out(f(norm(x))))  (Ding et al. 2021, CogView)
+
+Each sublayer has its own norm instances (``attention_norm``,
+``cross_attention_norm``, ``ffn_norm``; sandwich adds ``*_norm_out``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal
+
+from torch import Tensor, nn
+
+from ..sdk.attention import AttentionMask, KVCache, PositionContext
+
+Residual = Literal["pre", "post", "sandwich"]
+SUBLAYERS = ("attention", "cross_attention", "ffn")
+
+
+class Layer(nn.Module):
+    def __init__(self, *, residual: Residual, attention: nn.Module,
+                 cross_attention: nn.Module | None = None, ffn: nn.Module | None = None,
+                 norm: Callable[[], nn.Module] | None = None, dropout: float = 0.0):
+        """``norm``: a factory giving a fresh norm instance (``None``: no norms)."""
+        super().__init__()
+        if residual not in ("pre", "post", "sandwich"):
+            raise ValueError(f"residual must be pre, post or sandwich, not {residual!r}")
+        self.residual = residual
+        subs = {"attention": attention, "cross_attention": cross_attention, "ffn": ffn}
+        for name, sub in subs.items():  # registered in reading order: norm, sublayer, norm_out
+            has_norm = sub is not None and norm is not None
+            setattr(self, f"{name}_norm", norm() if has_norm else None)
+            setattr(self, name, sub)
+            if residual == "sandwich":
+                setattr(self, f"{name}_norm_out", norm() if has_norm else None)
+        self.dropout = nn.Dropout(dropout)
+
+    def _residual(self, x: Tensor, name: str, f: Callable[[Tensor], Tensor]) -> Tensor:
+        norm = getattr(self, f"{name}_norm")
+        if norm is None:
+            return x + self.dropout(f(x))
+        if self.residual == "pre":
+            return x + self.dropout(f(norm(x)))
+        if self.residual == "post":
+            return norm(x + self.dropout(f(x)))
+        return x + self.dropout(getattr(self, f"{name}_norm_out")(f(norm(x))))
+
+    def forward(self, x: Tensor, *, mask: AttentionMask, position: PositionContext | None = None,
+                memory: Tensor | None = None, memory_mask: AttentionMask | None = None,
+                cache: KVCache | None = None, cross_cache: KVCache | None = None) -> Tensor:
+        # x: (B, T, d_model); memory: (B, S, d_model), the encoder's output
+        x = self._residual(x, "attention", lambda h: self.attention(
+            h, None, mask=mask, position=position, cache=cache))
+        if self.cross_attention is not None:
+            if memory is None:
+                raise ValueError("a layer with cross-attention needs the encoder's output (memory)")
+            cross_mask = memory_mask if memory_mask is not None else AttentionMask()
+            x = self._residual(x, "cross_attention", lambda h: self.cross_attention(
+                h, memory, mask=cross_mask, position=None, cache=cross_cache))
+        if self.ffn is not None:
+            x = self._residual(x, "ffn", self.ffn)
+        return x

@@ -1,0 +1,34 @@
+"""What a built model's forward returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+from .cache import ModelCache
+
+
+@dataclass
+class TxOutput:
+    """The outputs of :meth:`TxModel.forward <txdsl.runtime.model.TxModel.forward>`.
+
+    - ``logits``: the first ``lm``/``mlm`` head's output, else the first head's,
+      else ``None``;
+    - ``heads``: every head's output by head name;
+    - ``last_hidden_state``: ``(B, T, d_model)`` of the stack the heads read
+      (the decoder's in an encoder-decoder model), after its final norm;
+    - ``hidden_states``: on request, that stack's layer inputs and its output
+      (``layers + 1`` tensors, as Hugging Face returns them);
+    - ``past_key_values``: the cache, when ``use_cache``;
+    - ``encoder_last_hidden_state`` / ``encoder_hidden_states``: the encoder's,
+      in an encoder-decoder model.
+    """
+
+    logits: Tensor | None = None
+    heads: dict[str, Tensor] = field(default_factory=dict)
+    last_hidden_state: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    past_key_values: ModelCache | None = None
+    encoder_last_hidden_state: Tensor | None = None
+    encoder_hidden_states: tuple[Tensor, ...] | None = None

@@ -1,0 +1,133 @@
+"""Rules beyond types, checked on the resolved IR; every message quotes the values.
+
+- each component's own ``check(dims)`` (``d_model (770) is not divisible by
+  heads (12)``, a tied head needs matching sizes, ...), at the argument's span;
+- positions act where they can: additive ones in the embedding, the others in
+  a stack whose attention accepts them;
+- cross-attention only in the decoder of an encoder-decoder model, and such
+  a decoder must attend to its encoder.
+"""
+
+from __future__ import annotations
+
+from .errors import ErrorSink, SpecError
+from .ir import Component, ModelIR, StackIR
+from .registry import Registry
+from .sdk.args import ArgError, Dims
+
+ACTS = {"embedding": "is added to the embeddings", "qk": "transforms queries and keys",
+        "bias": "adds a bias to the attention scores", "scores": "adds terms to the attention scores"}
+
+
+def dims_for(ir: ModelIR, *, width: int | None = None, stack: StackIR | None = None,
+             registry: Registry | None = None) -> Dims:
+    """The :class:`Dims` a component of ``ir`` is built with."""
+    heads = head_dim = None
+    if stack is not None and registry is not None:
+        attn = stack.layers[0].attention
+        if registry.has("attention", attn.kind):
+            args = registry.args("attention", attn.kind).model_validate(attn.args)
+            heads = getattr(args, "heads", None)
+            if hasattr(args, "head_size"):
+                head_dim = args.head_size(Dims(d_model=ir.d_model, width=ir.d_model,
+                                               embed_size=ir.embedding.size))
+    context = ir.params.get("context")  # the spec's own word for it wins
+    pos = ir.embedding.position
+    if not isinstance(context, int) and pos is not None and isinstance(pos.args.get("max_len"), int):
+        context = pos.args["max_len"]
+    return Dims(d_model=ir.d_model, width=width or ir.d_model, vocab=ir.embedding.tokens,
+                embed_size=ir.embedding.size,
+                context=context if isinstance(context, int) and context > 0 else None,
+                heads=heads, head_dim=head_dim)
+
+
+def validate(ir: ModelIR, registry: Registry) -> None:
+    sink = ErrorSink()
+
+    def check(comp: Component | None, dims: Dims) -> None:
+        if comp is None or not registry.has(comp.family, comp.kind):
+            return
+        args = registry.args(comp.family, comp.kind).model_validate(comp.args)
+        try:
+            args.check(dims)
+        except ArgError as err:
+            span = comp.arg_span(err.arg) if err.arg else comp.span
+            sink.add(SpecError(f"{comp.family} '{comp.kind}': {err.message}", span, err.hint))
+        except ValueError as err:
+            sink.add(SpecError(f"{comp.family} '{comp.kind}': {err}", comp.span))
+
+    emb = ir.embedding
+    edims = dims_for(ir, width=emb.size)
+    for comp in (emb.patches, emb.position, emb.norm):
+        check(comp, edims)
+    if emb.position is not None:
+        _position_in_embedding(emb.position, registry, sink)
+    if emb.tokens is not None and emb.patches is not None:
+        sink.add(SpecError("the embedding has both tokens and patches; pick one", emb.span))
+
+    for stack in ir.stacks:
+        dims = dims_for(ir, stack=stack, registry=registry)
+        check(stack.position, dims)
+        check(stack.final_norm, dims)
+        for layer in stack.layers:
+            if layer.shares is not None:
+                continue
+            for comp in (layer.norm, layer.attention, layer.cross_attention, layer.ffn):
+                check(comp, dims)
+        _position_in_stack(stack, registry, sink)
+        _cross_attention(ir, stack, sink)
+    for head in ir.heads:
+        check(head.head, dims_for(ir))
+    sink.check()
+
+
+def _acts(comp: Component, registry: Registry) -> str | None:
+    if not registry.has("position", comp.kind):
+        return None
+    return getattr(registry.args("position", comp.kind), "acts", None)
+
+
+def _position_in_embedding(pos: Component, registry: Registry, sink: ErrorSink) -> None:
+    acts = _acts(pos, registry)
+    if acts is not None and acts != "embedding":
+        sink.add(SpecError(f"position '{pos.kind}' {ACTS[acts]}, so it can't be added to the "
+                           f"embeddings", pos.span,
+                           f"move `position = {pos.kind}(...)` into the encoder/decoder block"))
+
+
+def _position_in_stack(stack: StackIR, registry: Registry, sink: ErrorSink) -> None:
+    pos = stack.position
+    if pos is None:
+        return
+    acts = _acts(pos, registry)
+    if acts == "embedding":
+        sink.add(SpecError(f"position '{pos.kind}' is added to the embeddings, so it belongs in "
+                           f"the embedding block", pos.span,
+                           f"move `position = {pos.kind}(...)` into embedding {{ ... }}"))
+        return
+    for layer in stack.layers:
+        attn = layer.attention
+        if acts is None or not registry.has("attention", attn.kind):
+            continue
+        accepts = getattr(registry.args("attention", attn.kind), "accepts", frozenset())
+        if acts not in accepts:
+            can = ", ".join(sorted(accepts))
+            sink.add(SpecError(
+                f"attention '{attn.kind}' (layer {layer.index}) can't use position "
+                f"'{pos.kind}', which {ACTS[acts]}", pos.span,
+                f"'{attn.kind}' accepts positions that act on: {can or 'nothing'}"))
+            return
+
+
+def _cross_attention(ir: ModelIR, stack: StackIR, sink: ErrorSink) -> None:
+    crossing = [layer for layer in stack.layers if layer.cross_attention is not None]
+    if stack.role == "encoder" and crossing:
+        sink.add(SpecError("cross_attention is only for decoder layers (the encoder has "
+                           "nothing to attend to)", crossing[0].cross_attention.span))
+    elif stack.role == "decoder" and crossing and not ir.is_encoder_decoder:
+        sink.add(SpecError("cross_attention needs an encoder to attend to, and this model has "
+                           "none", crossing[0].cross_attention.span,
+                           "add an encoder(N) { ... } block, or remove cross_attention"))
+    elif stack.role == "decoder" and ir.is_encoder_decoder and not crossing:
+        sink.add(SpecError("the decoder never attends to the encoder", stack.span,
+                           "set cross_attention = full(heads: ...) in the decoder block"))
