@@ -284,7 +284,7 @@ def test_a_failed_build_leaves_no_artifact(tmp_path, monkeypatch):
         raise RuntimeError("the lowering broke")
 
     monkeypatch.setattr(get_registry().backends["eager"], "lower", boom)
-    with pytest.raises(txdsl.build.BackendError, match="backend 'eager' failed to lower tiny: "
+    with pytest.raises(txdsl.builder.BackendError, match="backend 'eager' failed to lower tiny: "
                                                        "RuntimeError: the lowering broke"):
         txdsl.build(SPEC, output=tmp_path / "art", progress=False)
     assert list(tmp_path.iterdir()) == []

@@ -20,12 +20,13 @@ from .resolve import parse, parse_file, parse_all  # noqa: E402
 
 def __getattr__(name: str):  # build/load pull in torch: import them lazily
     if name == "build":
-        from .build import build
-        return build
-    if name == "load":
-        from .artifact import load
-        return load
-    raise AttributeError(f"module 'txdsl' has no attribute {name!r}")
+        from .builder import build as value
+    elif name == "load":
+        from .artifact import load as value
+    else:
+        raise AttributeError(f"module 'txdsl' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 __all__ = ["ModelIR", "SpecError", "SpecErrors", "build", "load", "parse", "parse_all",

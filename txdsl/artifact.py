@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .backends import BuildError, get_backend, parse_options
+from .backends import BuildError, check_available, get_backend, make_target, parse_options
 
 if TYPE_CHECKING:
     from torch import nn
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .backends import Backend
     from .ir import ModelIR
     from .registry import Registry
+    from .sdk.targets import Target
 
 FORMAT = "txdsl-artifact"
 FORMAT_VERSION = 1
@@ -236,7 +237,8 @@ def write_artifact(destination: str | os.PathLike, *, module: "nn.Module", lower
         else:
             (tmp / SPEC).write_text(json.dumps(ir.model_dump(mode="json"), indent=2) + "\n",
                                     encoding="utf-8")
-        backend.save(lowered, tmp)
+        if hasattr(backend, "save"):
+            backend.save(lowered, tmp)
         files = {p.relative_to(tmp).as_posix(): sha256_file(p)
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         for p in [tmp, *tmp.rglob("*")]:  # mkdtemp and some writers make owner-only files
@@ -375,54 +377,43 @@ def load_artifact(directory: str | os.PathLike, *, backend: str | None = None,
     same = name == manifest.backend
     if options is None and same:
         options = manifest.backend_options
-    if same and manifest.self_contained and device in (None, manifest.device):
-        chosen = get_backend(name, registry) if registry is not None else _backend(name)
-        runnable = chosen.load(directory, None, parse_options(chosen, options))
-        return Artifact(directory, manifest, runnable, None, name)
-
     if registry is None:
         from .registry import get_registry
 
         registry = get_registry()
     chosen = get_backend(name, registry)
-    model = _rebuild(directory, manifest, device or manifest.device, registry)
-    if same:
-        runnable = chosen.load(directory, model, parse_options(chosen, options))
+    opts = parse_options(chosen, options)
+    target = make_target(device or manifest.device, manifest.dtype, name)
+    check_available(chosen, target)
+    if same and manifest.self_contained and target.device == manifest.device:
+        return Artifact(directory, manifest, chosen.load(directory, None, opts), None, name)
+
+    model = _rebuild(directory, manifest, target, registry)
+    if same and hasattr(chosen, "load"):
+        runnable = chosen.load(directory, model, opts)
     else:
-        from .build import example_inputs
+        from .builder import example_inputs
 
         ir = Artifact(directory, manifest, None, None, name).ir
-        runnable = chosen.lower(model, example_inputs(ir, batch=2, device=device or manifest.device,
-                                                      dtype=manifest.dtype),
-                                parse_options(chosen, options))
+        example = example_inputs(ir, batch=2, device=target.device, dtype=manifest.dtype)
+        runnable = chosen.lower(model, example, opts)
     return Artifact(directory, manifest, runnable, model, name)
 
 
-def _backend(name: str) -> "Backend":
-    """A self-contained backend by name, without loading every plugin if it is built in."""
-    from .registry import get_registry
-
-    return get_backend(name, get_registry())
-
-
-def _rebuild(directory: Path, manifest: Manifest, device: str, registry: "Registry") -> Any:
-    import torch
-
+def _rebuild(directory: Path, manifest: Manifest, target: "Target", registry: "Registry") -> Any:
     from .construct import construct
     from .ir import ModelIR
-    from .sdk.targets import Target
     from .select import KernelPlan, select
 
     ir = ModelIR.model_validate(manifest.ir)
-    target = Target(device=device, dtype=manifest.dtype, backend=manifest.backend)
     try:
         plan = KernelPlan.model_validate(manifest.plan) if manifest.plan else None
     except ValidationError:
         plan = None
     if plan is None:
         plan = select(ir, target, registry=registry)
-    model = construct(ir, plan, target=target, registry=registry, device=device,
-                      dtype=getattr(torch, manifest.dtype))
+    model = construct(ir, plan, target=target, registry=registry, device=target.device,
+                      dtype=manifest.dtype)
     try:
         load_weights(model, directory / manifest.weights.file)
     except WeightsError as exc:

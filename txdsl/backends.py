@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # torch is imported lazily: `txdsl plugins` should not pay fo
     from .registry import Registry
 
 Lowered = Callable[..., Any]
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 class BuildError(Exception):
@@ -84,10 +85,15 @@ def get_backend(name: str, registry: "Registry | None" = None) -> Backend:
 
         registry = get_registry()
     try:
-        return registry.backends[name]
+        backend = registry.backends[name]
     except KeyError:
         hint = did_you_mean(name, registry.backends) or "(no backends are installed)"
         raise BackendError(f"unknown backend '{name}'; {hint}") from None
+    missing = [a for a in ("available", "lower", "options_model") if not hasattr(backend, a)]
+    if missing:
+        raise BackendError(f"backend '{name}' does not follow txdsl.backends.Backend: it has no "
+                           f"{', '.join(missing)} (a bug in the plugin that registers it)")
+    return backend
 
 
 def availability(backend: Backend, target: Target | None = None) -> str | None:
@@ -115,9 +121,29 @@ def check_available(backend: Backend, target: Target) -> None:
 def backend_info(backend: Backend, target: Target | None = None) -> dict[str, Any]:
     """A JSON-able description: name, description, availability, option schema."""
     reason = availability(backend, target)
+    options = getattr(getattr(backend, "options_model", None), "model_fields", {})
     return {"name": backend.name, "description": getattr(backend, "description", ""),
-            "available": reason is None, "reason": reason,
-            "options": sorted(backend.options_model.model_fields)}
+            "available": reason is None, "reason": reason, "options": sorted(options)}
+
+
+def make_target(device: str, dtype: str, backend: str) -> Target:
+    """The :class:`Target` of a build; :class:`BuildError` for an unknown dtype or device,
+    or ``cuda`` without CUDA."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise BuildError(f"unknown device '{device}' (use cpu or cuda)") from None
+    if kind not in ("cpu", "cuda"):
+        raise BuildError(f"device '{device}' is not supported (use cpu or cuda)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise BuildError(f"device '{device}' needs CUDA, but torch.cuda.is_available() is False "
+                         f"(torch {torch.__version__}); build for --device cpu")
+    if dtype not in DTYPES:
+        raise BuildError(f"unknown dtype '{dtype}' (known: {', '.join(DTYPES)})")
+    capability = torch.cuda.get_device_capability(device) if kind == "cuda" else None
+    return Target(device=kind, dtype=dtype, backend=backend, cuda_capability=capability)
 
 
 # ---------------------------------------------------------------- options

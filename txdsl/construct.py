@@ -9,8 +9,8 @@ Dimensions each component is built for (:func:`iter_components` lists them,
 so estimates use exactly what construction uses):
 
 - ``width``: the embedding width ``E`` inside the embedding, ``d_model`` elsewhere;
-- ``context``: the tokens the embedding position covers (``max_len`` less a
-  padding offset), else the model's ``context``;
+- ``context``: the model's ``context`` parameter, else the tokens the
+  embedding position covers (``max_len`` less a padding offset);
 - ``heads``/``head_dim``: inside a stack, those of its layer-0 attention
   (RoPE rotates ``head_dim``, ALiBi has a slope per head); ``None`` outside.
 
@@ -20,125 +20,21 @@ sharing, Lan et al. 2019): its parameters exist once.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Iterator
+from typing import Any
 
 import torch
-from pydantic import ValidationError
 from torch import nn
 
 from .errors import SpecError
 from .ir import Component, LayerIR, ModelIR, StackIR
-from .registry import Registry
+from .registry import Registry, get_registry
 from .runtime import Embedding, Layer, Stack, TxModel
-from .sdk import ArgError, BuildContext, ComponentArgs, Dims, Target
+from .dims import base_dims, component_args as _args, iter_components, stack_dims  # noqa: F401
+from .sdk import ArgError, BuildContext, Dims, Target
 from .select import KernelPlan, select
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
           "float64": torch.float64}
-
-
-# ------------------------------------------------------------------ dimensions
-
-
-def _args(registry: Registry, comp: Component) -> ComponentArgs:
-    """``comp.args`` validated into its kind's argument model; errors at the argument's span."""
-    if not registry.has(comp.family, comp.kind):
-        raise SpecError(f"unknown {comp.family} '{comp.kind}'", comp.span)
-    model = registry.args(comp.family, comp.kind)
-    try:
-        return model.model_validate(comp.args)
-    except ValidationError as exc:
-        errs = exc.errors()
-        args = [str(e["loc"][0]) if e.get("loc") else None for e in errs]
-        what = "; ".join((f"argument '{a}': " if a else "") + e["msg"] for a, e in zip(args, errs))
-        span = comp.arg_span(args[0]) if args[0] else comp.span
-        raise SpecError(f"{comp.family} '{comp.kind}' {what}", span) from None
-
-
-def base_dims(ir: ModelIR, registry: Registry) -> Dims:
-    """The model-wide dimensions (``width`` = ``d_model``).
-
-    ``context`` is the number of tokens the embedding position covers: its
-    ``max_len``, less the rows an offset reserves (RoBERTa's positions start at
-    ``padding_idx + 1``: ``max_len`` 514 holds 512 tokens); else the model's
-    ``context`` parameter.
-    """
-    context = None
-    pos = ir.embedding.position
-    if pos is not None and isinstance(pos.args.get("max_len"), int):
-        context = pos.args["max_len"]
-        offset = getattr(_args(registry, pos), "offset", None)
-        if callable(offset):
-            context -= offset()
-    elif isinstance(ir.params.get("context"), int) and not isinstance(ir.params["context"], bool):
-        context = ir.params["context"]
-    return Dims(d_model=ir.d_model, width=ir.d_model, vocab=ir.embedding.tokens,
-                embed_size=ir.embedding.size,
-                context=context if context is not None and context > 0 else None)
-
-
-def stack_dims(stack: StackIR, base: Dims, registry: Registry) -> Dims:
-    """Dims for a stack's components: ``heads``/``head_dim`` of layer 0's attention
-    (what a stack-level position needs: RoPE rotates head_dim, ALiBi has a slope per head)."""
-    attn = _args(registry, stack.layers[0].attention)
-    heads = getattr(attn, "heads", None)
-    head_size = getattr(attn, "head_size", None)
-    head_dim = head_size(base) if callable(head_size) else None
-    return base.model_copy(update={"heads": heads, "head_dim": head_dim})
-
-
-def layer_norm_count(layer: LayerIR) -> int:
-    """How many norm instances a layer has: one per sublayer, two with sandwich norms."""
-    if layer.norm is None:
-        return 0
-    subs = 1 + (layer.cross_attention is not None) + (layer.ffn is not None)
-    return subs * (2 if layer.residual == "sandwich" else 1)
-
-
-def iter_components(ir: ModelIR, registry: Registry | None = None,
-                    ) -> Iterator[tuple[str, Component, Dims]]:
-    """Every component instance construction builds, with where it goes and its dims.
-
-    Layers that share another layer's parameters are skipped (built once).
-    A layer's norm appears once per instance (``layer_norm_count``), with
-    paths ``<stack>.layers.<i>.<sublayer>_norm[_out]``.
-    """
-    registry = registry or _default_registry()
-    base = base_dims(ir, registry)
-    emb = ir.embedding
-    emb_dims = base.model_copy(update={"width": emb.size})
-    for name in ("patches", "position", "norm"):
-        comp = getattr(emb, name)
-        if comp is not None:
-            yield f"embedding.{name}", comp, emb_dims
-    for stack in ir.stacks:
-        dims = stack_dims(stack, base, registry)
-        if stack.position is not None:
-            yield f"{stack.role}.position", stack.position, dims
-        for layer in stack.layers:
-            if layer.shares is not None:
-                continue
-            prefix = f"{stack.role}.layers.{layer.index}"
-            for sub in ("attention", "cross_attention", "ffn"):
-                comp = getattr(layer, sub)
-                if comp is None:
-                    continue
-                yield f"{prefix}.{sub}", comp, dims
-                if layer.norm is not None:
-                    yield f"{prefix}.{sub}_norm", layer.norm, dims
-                    if layer.residual == "sandwich":
-                        yield f"{prefix}.{sub}_norm_out", layer.norm, dims
-        if stack.final_norm is not None:
-            yield f"{stack.role}.final_norm", stack.final_norm, dims
-    for head in ir.heads:
-        yield f"heads.{head.name}", head.head, base
-
-
-def _default_registry() -> Registry:
-    from .registry import get_registry
-
-    return get_registry()
 
 
 # --------------------------------------------------------------- construction
@@ -155,8 +51,8 @@ class _Builder:
         try:
             args.check(dims)
         except ArgError as exc:
-            raise SpecError(exc.message, comp.arg_span(exc.arg) if exc.arg else comp.span,
-                            exc.hint) from None
+            raise SpecError(f"{comp.family} '{comp.kind}': {exc.message}",
+                            comp.arg_span(exc.arg) if exc.arg else comp.span, exc.hint) from None
         try:
             impl_name = self.plan.impl_for(comp.family, comp.kind)
         except KeyError:
@@ -279,9 +175,10 @@ def construct(ir: ModelIR, plan: KernelPlan | None = None, *, target: Target | N
     ``plan`` ``None``: :func:`txdsl.select.select` for ``target`` (with ``force``).
     ``device``/``dtype`` default to the target's; ``device="meta"`` allocates
     nothing (for estimates). ``init_std``: see :func:`init_weights`
-    (``None`` keeps every module's own initialisation).
+    (``None`` keeps every module's own initialisation). The model is returned
+    in eval mode (dropout off), as ``from_pretrained`` does; ``.train()`` to train.
     """
-    registry = registry or _default_registry()
+    registry = registry or get_registry()
     target = target or Target()
     if plan is None:
         plan = select(ir, target, registry=registry, force=force)
@@ -293,11 +190,10 @@ def construct(ir: ModelIR, plan: KernelPlan | None = None, *, target: Target | N
         if name not in DTYPES:
             raise ValueError(f"unknown dtype '{name}' (known: {', '.join(DTYPES)})")
         dtype = DTYPES[name]
-    ctx = torch.device(device) if device is not None else contextlib.nullcontext()
-    with ctx:
+    with torch.device(device):  # parameters are created where they will live
         model = _Builder(ir, plan, target, registry).model()
     if init_std is not None and torch.device(device).type != "meta":
         init_weights(model, init_std)
     if dtype != torch.float32:
         model.to(dtype=dtype)
-    return model.eval()  # inference mode, as from_pretrained; call .train() to train
+    return model.eval()

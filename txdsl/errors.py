@@ -27,8 +27,8 @@ class Source:
     text: str
 
     def line(self, n: int) -> str:
-        lines = self.text.splitlines()
-        return lines[n - 1] if 1 <= n <= len(lines) else ""
+        lines = self.text.split("\n")  # as the lexer counts lines (not str.splitlines)
+        return lines[n - 1].rstrip("\r") if 1 <= n <= len(lines) else ""
 
 
 @dataclass(frozen=True)
@@ -146,5 +146,5 @@ def did_you_mean(name: str, choices: Iterable[str], what: str = "installed") -> 
     if not names:
         return None
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    listing = f"({what}: {', '.join(names)})"
-    return f"did you mean '{close[0]}'? {listing}" if close else listing
+    listing = f"{what}: {', '.join(names)}"
+    return f"did you mean '{close[0]}'? ({listing})" if close else listing

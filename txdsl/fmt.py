@@ -4,7 +4,7 @@ The canonical form: imports first, then models separated by one blank line;
 one statement per line, indented by two spaces; ``=`` and binary operators
 between single spaces; call arguments as ``name: value`` separated by
 ``, ``; the fewest parentheses that keep the tree (``a - (b - c)``,
-``(-2) ** 2``); floats as Python's ``repr`` (``1e-05``); empty blocks as
+``(-2) ** 2``); floats as Python's ``repr`` without exponent padding (``1e-5``); empty blocks as
 ``name {}``. Where the source had one or more blank lines between two
 statements, one is kept.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from dataclasses import dataclass, field
 
 from .lower import parse_text
@@ -92,7 +93,8 @@ def _number(value: int | float) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{value} has no .tx spelling")
-        return repr(value)
+        # repr round-trips exactly; drop its exponent padding: 1e-05 -> 1e-5, 1e+20 -> 1e20
+        return re.sub(r"e([+-])0*(\d)", lambda m: "e" + m[1].replace("+", "") + m[2], repr(value))
     return str(int(value))
 
 

@@ -91,7 +91,8 @@ def sharing(value: Value, slot: Slot, layers: list[LayerIR]) -> list[LayerIR]:
             if a != b:
                 diff = next(k for k in a if a[k] != b[k])
                 raise SpecError(f"layer {i} shares parameters with layer {j}, but their "
-                                f"{diff} differ ({a[diff]} vs {b[diff]})", slot.span,
+                                f"{diff} differ ({getattr(layers[j], diff)} vs "
+                                f"{getattr(layer, diff)})", slot.span,
                                 "layers that share parameters must be specified identically")
             layer = layer.model_copy(update={"shares": j})
         out.append(layer)

@@ -202,7 +202,7 @@ def _check_layer_block(block: s.LayerBlock) -> None:
             name = stmt.target[0]
             if name in STACK_FIELDS:
                 sink.add(SpecError(f"'{name}' is set per stack, not per layer", stmt.span,
-                                   f"move it out of layer[...] into the stack block"))
+                                   "move it out of layer[...] into the stack block"))
             else:
                 sink.add(SpecError(f"unknown field '{name}' in layer[...]", stmt.span,
                                    did_you_mean(name, LAYER_FIELDS, "layer fields")))

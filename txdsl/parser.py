@@ -83,9 +83,13 @@ def parse(source: Source, start: str = "start") -> ParseResult:
     try:
         tree = _parser().parse(source.text, start=start)
     except UnexpectedInput as err:
+        error: UnexpectedInput | None = err
+    else:
+        error = None
+    finally:
         _COMMENTS.reset(reset)
-        raise _syntax_error(source, err) from None
-    _COMMENTS.reset(reset)
+    if error is not None:
+        raise _syntax_error(source, error) from None
     _check_tree_depth(source, tree)
     return ParseResult(tree, tuple(comments))
 
@@ -242,7 +246,7 @@ _EXAMPLES: list[tuple] = [
      ["model m { x = 1 + }", "model m { x = 1 * }", "model m { x = - }", "model m { x = 2 ** }"]),
     ("unexpected '=' after a value",
      "each assignment is `name = value`; is a value missing before this line's name?",
-     ["model m { x = y = 1 }", "model m { x = 1 y.z 1 }"]),
+     ["model m { x = y = 1 }"]),
     ("unexpected '}': there is no block to close", "remove it, or look for a stray '}' above",
      ["model m { x = 1 } }", "}"]),
     ("statements must be inside a model", "write `model NAME { ... }` around them",
@@ -293,9 +297,8 @@ def _example_table() -> tuple[tuple[str, str, tuple[str, str | None]], ...]:
 
 
 def _state_id(err: UnexpectedInput):
-    """The LALR state of an error. Lark's ParserState equality also compares
-    the stack depth, so an example would only match errors at its own nesting
-    depth; ``match_examples`` should compare the state alone."""
+    """The LALR state alone: lark's ParserState equality also compares stack
+    depth, so an example would only match errors at its own nesting depth."""
     return getattr(err.state, "position", err.state)
 
 
@@ -308,15 +311,10 @@ def _parse_example(text: str) -> None:
 
 
 def _describe(token: Token) -> str:
-    if token.type == "NAME":
-        return f"name '{token.value}'"
-    if token.type == "STRING":
-        return f"string {token.value}"
-    if token.type in ("INT", "FLOAT"):
-        return f"number {token.value}"
-    if token.type in _KEYWORDS:
-        return f"keyword '{token.value}'"
-    return f"'{token.value}'"
+    kind = {"NAME": "name ", "STRING": "string ", "INT": "number ", "FLOAT": "number "}.get(token.type)
+    if kind:
+        return kind + (token.value if token.type != "NAME" else f"'{token.value}'")
+    return ("keyword " if token.type in _KEYWORDS else "") + f"'{token.value}'"
 
 
 def _human_expected(expected: set[str]) -> str:
@@ -338,45 +336,40 @@ def _human_expected(expected: set[str]) -> str:
     return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " or " + phrases[-1]
 
 
-def _show_char(c: str) -> str:
-    if not c.isprintable():
-        return f"U+{ord(c):04X}"
-    return "\"'\"" if c == "'" else f"'{c}'"
+def _character_error(source: Source, err: UnexpectedCharacters) -> SpecError:
+    pos, line, col = err.pos_in_stream, err.line, err.column
+    c = source.text[pos]
+    if c == '"':
+        return SpecError("unterminated string", Span(source, line, col, line, col + 1),
+                         "a string ends with '\"' on the same line; write \\\" for a quote inside it")
+    m = re.match(r"\.?[0-9][A-Za-z0-9_.]*", source.text[pos:pos + 200])
+    if m:
+        return SpecError(f"invalid number '{m.group()}'", Span(source, line, col, line, col + len(m.group())),
+                         "numbers look like 12, 50_257, 0.1, .5 or 1e-5; "
+                         "put an operator between a number and a name (`4 * d_model`)")
+    shown = f"U+{ord(c):04X}" if not c.isprintable() else "\"'\"" if c == "'" else f"'{c}'"
+    hint = ("strings use double quotes" if c == "'" else
+            "names use ASCII letters, digits and '_'" if c.isalpha() else None)
+    return SpecError(f"unexpected character {shown}", Span(source, line, col, line, col + 1), hint)
 
 
 def _syntax_error(source: Source, err: UnexpectedInput) -> SpecError:
-    text = source.text
     if isinstance(err, UnexpectedCharacters):
-        pos, line, col = err.pos_in_stream, err.line, err.column
-        c = text[pos]
-        if c == '"':
-            return SpecError("unterminated string", Span(source, line, col, line, col + 1),
-                             "a string ends with '\"' on the same line; write \\\" for a quote inside it")
-        m = re.match(r"\.?[0-9][A-Za-z0-9_.]*", text[pos:pos + 200])
-        if m:
-            return SpecError(f"invalid number '{m.group()}'", Span(source, line, col, line, col + len(m.group())),
-                             "numbers look like 12, 50_257, 0.1, .5 or 1e-5; "
-                             "put an operator between a number and a name (`4 * d_model`)")
-        hint = ("strings use double quotes" if c == "'" else
-                "names use ASCII letters, digits and '_'" if c.isalpha() else None)
-        return SpecError(f"unexpected character {_show_char(c)}", Span(source, line, col, line, col + 1), hint)
-    token: Token = err.token  # type: ignore[attr-defined]
-    if token.type == "$END":
+        return _character_error(source, err)
+    text, token = source.text, err.token  # type: ignore[attr-defined]
+    if token.type in ("$END", "<EOF>"):
         return _end_of_file_error(source, err)
     span = Span(source, token.line, token.column, token.end_line, token.end_column)
     expected = set(getattr(err, "accepts", None) or getattr(err, "expected", ()) or ())
-    at_boundary = bool(expected & {"RBRACE", "MODEL", "$END"})  # a statement or model could start here
-    if token.type == "IMPORT" and at_boundary:
-        opened = _open_brackets(text, token.start_pos)
-        where = ("'import' is only allowed at the top of a file, before the first model" if opened
-                 else "imports must come before the first model")
+    if token.type == "IMPORT" and expected & {"RBRACE", "MODEL", "$END"}:  # where a statement could start
+        where = ("'import' is only allowed at the top of a file, before the first model"
+                 if _open_brackets(text, token.start_pos) else "imports must come before the first model")
         return SpecError(where, span, "move this import to the top of the file")
     if token.type == "MODEL" and "RBRACE" in expected:
         block = next((pos for c, pos in reversed(_open_brackets(text, token.start_pos)) if c == "{"), None)
         if block is not None:
-            line = _position(text, block)[0]
-            return SpecError(f"a '}}' is missing before 'model' (the block opened at line {line})", span,
-                             "every '{' needs a matching '}'")
+            return SpecError(f"a '}}' is missing before 'model' (the block opened at line "
+                             f"{_position(text, block)[0]})", span, "every '{' needs a matching '}'")
     if token.type in _KEYWORDS and "NAME" in expected and token.type not in expected:
         return SpecError(f"unexpected keyword '{token.value}'; expected {_human_expected(expected)}", span,
                          f"'{token.value}' is a reserved word and cannot be used as a name")
@@ -384,17 +377,17 @@ def _syntax_error(source: Source, err: UnexpectedInput) -> SpecError:
     if isinstance(err, UnexpectedToken) and err.state is not None:
         err.state = _state_id(err)
         candidates = [(lbl, [ex]) for ttype, ex, lbl in _example_table() if ttype in ("", token.type)]
-        # use_accepts=False: the examples are already filtered by token type,
-        # and lark 1.3 fails formatting a debug message on that path.
+        # use_accepts=False: candidates are already filtered by token type, and
+        # lark 1.3 fails formatting a debug message on the use_accepts path.
         label = err.match_examples(_parse_example, candidates, token_type_match_fallback=True,
                                    use_accepts=False)
     if label is not None and label[0] == _MISSING_CLOSER:
         opened = _open_brackets(text, token.start_pos)
         if opened and opened[-1][0] != "{":
-            bracket, pos = opened[-1]
+            (bracket, pos), closer = opened[-1], _CLOSER[opened[-1][0]]
             line, col = _position(text, pos)
-            return SpecError(f"a '{_CLOSER[bracket]}' is missing (the '{bracket}' opened at line {line}, "
-                             f"column {col})", span, f"every '{bracket}' needs a matching '{_CLOSER[bracket]}'")
+            return SpecError(f"a '{closer}' is missing (the '{bracket}' opened at line {line}, column {col})",
+                             span, f"every '{bracket}' needs a matching '{closer}'")
         label = None
     if label is not None:
         return SpecError(label[0], span, label[1])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import syntax as s
 from .errors import ErrorSink, SpecError, did_you_mean
-from .expr import ComponentValue, Scope, Symbol, Value, evaluate
+from .expr import Scope, Value, evaluate
 from .ir import Component, EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
 from .layers import select_layers, sharing
 from .loader import FileScope, Loader

@@ -69,7 +69,8 @@ class KernelPlan(BaseModel):
                  f"backend={t.get('backend')}"]
         rows = [(f"{c.family} {c.kind}", c.impl, "; ".join(c.reasons)) for c in self.choices]
         w_op = max([len("op")] + [len(r[0]) for r in rows])
-        w_impl = max([len("impl")] + [len(r[1]) for r in rows])
+        w_impl = max([len("impl")] + [len(r[1]) for r in rows]
+                     + [len(c.impl) + 2 for ch in self.choices for c in ch.candidates])
         lines.append(f"  {'op':<{w_op}}  {'impl':<{w_impl}}  why")
         for c, (op, impl, why) in zip(self.choices, rows):
             lines.append(f"  {op:<{w_op}}  {impl:<{w_impl}}  {why}")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from .errors import ErrorSink, SpecError
 from .ir import Component, ModelIR, StackIR
-from .registry import Registry
+from .dims import base_dims, stack_dims
+from .registry import Registry, get_registry
 from .sdk.args import ArgError, Dims
 
 ACTS = {"embedding": "is added to the embeddings", "qk": "transforms queries and keys",
@@ -21,24 +22,12 @@ ACTS = {"embedding": "is added to the embeddings", "qk": "transforms queries and
 
 def dims_for(ir: ModelIR, *, width: int | None = None, stack: StackIR | None = None,
              registry: Registry | None = None) -> Dims:
-    """The :class:`Dims` a component of ``ir`` is built with."""
-    heads = head_dim = None
-    if stack is not None and registry is not None:
-        attn = stack.layers[0].attention
-        if registry.has("attention", attn.kind):
-            args = registry.args("attention", attn.kind).model_validate(attn.args)
-            heads = getattr(args, "heads", None)
-            if hasattr(args, "head_size"):
-                head_dim = args.head_size(Dims(d_model=ir.d_model, width=ir.d_model,
-                                               embed_size=ir.embedding.size))
-    context = ir.params.get("context")  # the spec's own word for it wins
-    pos = ir.embedding.position
-    if not isinstance(context, int) and pos is not None and isinstance(pos.args.get("max_len"), int):
-        context = pos.args["max_len"]
-    return Dims(d_model=ir.d_model, width=width or ir.d_model, vocab=ir.embedding.tokens,
-                embed_size=ir.embedding.size,
-                context=context if isinstance(context, int) and context > 0 else None,
-                heads=heads, head_dim=head_dim)
+    """The :class:`Dims` a component of ``ir`` is built with (see :mod:`txdsl.dims`)."""
+    registry = registry or get_registry()
+    base = base_dims(ir, registry)
+    if stack is not None:
+        base = stack_dims(stack, base, registry)
+    return base.model_copy(update={"width": width}) if width else base
 
 
 def validate(ir: ModelIR, registry: Registry) -> None:
@@ -58,23 +47,23 @@ def validate(ir: ModelIR, registry: Registry) -> None:
 
     emb = ir.embedding
     edims = dims_for(ir, width=emb.size)
-    for comp in (emb.patches, emb.position, emb.norm):
+    for comp in (emb.patches, emb.norm):
         check(comp, edims)
-    if emb.position is not None:
-        _position_in_embedding(emb.position, registry, sink)
+    if emb.position is not None and _position_in_embedding(emb.position, registry, sink):
+        check(emb.position, edims)
     if emb.tokens is not None and emb.patches is not None:
         sink.add(SpecError("the embedding has both tokens and patches; pick one", emb.span))
 
     for stack in ir.stacks:
         dims = dims_for(ir, stack=stack, registry=registry)
-        check(stack.position, dims)
+        if _position_in_stack(stack, registry, sink):
+            check(stack.position, dims)
         check(stack.final_norm, dims)
         for layer in stack.layers:
             if layer.shares is not None:
                 continue
             for comp in (layer.norm, layer.attention, layer.cross_attention, layer.ffn):
                 check(comp, dims)
-        _position_in_stack(stack, registry, sink)
         _cross_attention(ir, stack, sink)
     for head in ir.heads:
         check(head.head, dims_for(ir))
@@ -87,24 +76,28 @@ def _acts(comp: Component, registry: Registry) -> str | None:
     return getattr(registry.args("position", comp.kind), "acts", None)
 
 
-def _position_in_embedding(pos: Component, registry: Registry, sink: ErrorSink) -> None:
+def _position_in_embedding(pos: Component, registry: Registry, sink: ErrorSink) -> bool:
+    """Whether ``pos`` may be added to the embeddings (reports it if not)."""
     acts = _acts(pos, registry)
     if acts is not None and acts != "embedding":
         sink.add(SpecError(f"position '{pos.kind}' {ACTS[acts]}, so it can't be added to the "
                            f"embeddings", pos.span,
                            f"move `position = {pos.kind}(...)` into the encoder/decoder block"))
+        return False
+    return True
 
 
-def _position_in_stack(stack: StackIR, registry: Registry, sink: ErrorSink) -> None:
+def _position_in_stack(stack: StackIR, registry: Registry, sink: ErrorSink) -> bool:
+    """Whether the stack's position can act where it is (reports it if not)."""
     pos = stack.position
     if pos is None:
-        return
+        return False
     acts = _acts(pos, registry)
     if acts == "embedding":
         sink.add(SpecError(f"position '{pos.kind}' is added to the embeddings, so it belongs in "
                            f"the embedding block", pos.span,
                            f"move `position = {pos.kind}(...)` into embedding {{ ... }}"))
-        return
+        return False
     for layer in stack.layers:
         attn = layer.attention
         if acts is None or not registry.has("attention", attn.kind):
@@ -116,7 +109,8 @@ def _position_in_stack(stack: StackIR, registry: Registry, sink: ErrorSink) -> N
                 f"attention '{attn.kind}' (layer {layer.index}) can't use position "
                 f"'{pos.kind}', which {ACTS[acts]}", pos.span,
                 f"'{attn.kind}' accepts positions that act on: {can or 'nothing'}"))
-            return
+            return False
+    return True
 
 
 def _cross_attention(ir: ModelIR, stack: StackIR, sink: ErrorSink) -> None:

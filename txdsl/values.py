@@ -7,6 +7,7 @@ that caused them.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -99,6 +100,11 @@ def to_component(cv: ComponentValue, family: str, registry: Registry, scope: Sco
             elif isinstance(given, Symbol) and e["type"] not in ("literal_error", "enum"):
                 sink.add(SpecError(f"undefined name '{given.name}'", span,
                                    did_you_mean(given.name, scope.names(), "parameters")))
+            elif e["type"] == "literal_error" and isinstance(given, (Symbol, str)):
+                choices = re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected", "")))
+                name = given.name if isinstance(given, Symbol) else given
+                sink.add(SpecError(f"argument '{arg}' of {family} '{cv.kind}' can't be "
+                                   f"'{name}'", span, did_you_mean(name, choices, "choices")))
             else:
                 msg = e["msg"][0].lower() + e["msg"][1:]
                 sink.add(SpecError(f"bad value for argument '{arg}' of {family} '{cv.kind}': {msg}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
 from txdsl.sdk import ArgError, AttentionArgs, Dims
 from txdsl.sdk.args import linear_params
@@ -60,16 +60,15 @@ class TwoStreamArgs(AttentionArgs):
     """XLNet two-stream relative attention (Yang et al. 2019, https://arxiv.org/abs/1906.08237).
 
     Content and query streams share the weights of Hugging Face's
-    ``XLNetRelativeAttention``, counted as it counts them: q, k, v, o, r
-    ``(d_model, heads, head_dim)`` without biases; r_w_bias, r_r_bias,
-    r_s_bias ``(heads, head_dim)``; seg_embed ``(2, heads, head_dim)``; and
-    the post-attention LayerNorm ``(d_model)`` that XLNet keeps inside the
-    attention block (``eps``).
+    ``XLNetRelativeAttention``: q, k, v, o, r ``(d_model, heads, head_dim)``
+    without biases; r_w_bias, r_r_bias, r_s_bias ``(heads, head_dim)``;
+    seg_embed ``(2, heads, head_dim)``. The post-attention LayerNorm XLNet
+    keeps inside that block is the layer's norm (``residual = post``), as in
+    ``relative_xl``, so it is not counted here.
     """
 
     accepts: ClassVar[frozenset[str]] = frozenset({"scores"})
     bias: bool = False
-    eps: float = Field(default=1e-12, gt=0.0)  # XLNetConfig.layer_norm_eps
 
     def check(self, dims: Dims) -> None:
         super().check(dims)
@@ -82,7 +81,7 @@ class TwoStreamArgs(AttentionArgs):
         hd, d, h = self.head_size(dims), dims.width, self.heads
         projections = 5 * d * h * hd  # q, k, v, o, r
         biases = 3 * h * hd + 2 * h * hd  # r_w, r_r, r_s biases; seg_embed
-        return projections + biases + 2 * d  # + layer_norm weight and bias
+        return projections + biases
 
 
 class DisentangledArgs(AttentionArgs):

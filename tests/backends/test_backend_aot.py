@@ -36,7 +36,7 @@ def built(tmp_path_factory):
 
 
 def test_aot_matches_eager_at_other_batch_sizes_and_lengths(built):
-    import txdsl.build as b
+    import txdsl.builder as b
 
     for batch, seq in ((2, 16), (1, 16), (3, 5)):
         x = b.example_inputs(built.ir, batch=batch, seq=seq, seed=batch)
@@ -65,7 +65,8 @@ def test_model_pt2_runs_with_torch_alone(built, tmp_path):
     x = built.example(batch=1)
     with torch.no_grad():
         want = built.module(**x).logits
-    save_file({"input_ids": x["input_ids"], "want": want.contiguous()}, str(lone / "io.safetensors"))
+    save_file({"input_ids": x["input_ids"], "want": want.contiguous()},
+              str(lone / "io.safetensors"))
     script = textwrap.dedent(f"""
         import sys, torch
         from safetensors.torch import load_file

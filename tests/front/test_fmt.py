@@ -65,7 +65,7 @@ model gpt2 {
   heads = 12
   layers = 12
   context = 1024
-  eps = 1e-05
+  eps = 1e-5
 
   embedding {
     tokens = vocab
@@ -141,7 +141,7 @@ def test_minimal_parentheses():
 
 def test_literals_print_canonically():
     out = format_text(EXAMPLES[5] + EXAMPLES[6])
-    for line in ["x = 1", "y = 2.5", "z = 0.5", "w = 1e-05", "v = 1500.0", "u = 50257", "t = 1e+300",
+    for line in ["x = 1", "y = 2.5", "z = 0.5", "w = 1e-5", "v = 1500.0", "u = 50257", "t = 1e300",
                  's = "a\\"b\\\\c\\nd\\te"', 't = ""']:
         assert f"  {line}\n" in out, line
 

@@ -36,6 +36,14 @@ def test_imports_come_first_and_keep_their_paths():
     assert (first.line, first.column, first.end_line, first.end_column) == (1, 1, 1, 19)
 
 
+def test_semicolons_may_follow_imports_and_models():
+    spec = parse_text('import "a.tx"; import "b.tx" ; model m {}; model n {} ;')
+    assert [i.path for i in spec.imports] == ["a.tx", "b.tx"]
+    assert [m.name for m in spec.models] == ["m", "n"]
+    assert spec.imports[0].span.end_column == 14  # the ';' is not part of the import
+    assert (spec.models[0].span.column, spec.models[0].span.end_column) == (32, 42)
+
+
 def test_models_and_extends_with_name_spans():
     spec = parse_text("model base { x = 1 }\n\nmodel small extends base { x = 2 }")
     base, small = spec.models

@@ -90,8 +90,8 @@ def test_invalid_utf8_is_placed_at_the_bad_byte(tmp_path):
     assert (err.line, err.column) == (2, 4)
     rendered = err.render().splitlines()
     assert rendered[0] == f"{path}:2:4: error: not valid UTF-8 (byte 0xe4)"
-    assert rendered[1] == "    n\ufffdme = 1"
-    assert rendered[2] == "     ^"
+    assert rendered[1] == "      n\ufffdme = 1"
+    assert rendered[2] == "       ^"
 
 
 def test_invalid_utf8_column_counts_characters_not_bytes(tmp_path):

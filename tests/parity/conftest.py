@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -13,22 +12,6 @@ ROOT = Path(__file__).resolve().parents[2]
 for p in (str(Path(__file__).parent), str(ROOT), str(ROOT / "plugins")):
     if p not in sys.path:
         sys.path.insert(0, p)
-
-
-def _import_txdsl() -> None:
-    """Import ``txdsl``; while the front end is incomplete, load the package
-    without running its ``__init__`` (which imports the parser)."""
-    try:
-        importlib.import_module("txdsl")
-    except ImportError:
-        for name in [m for m in sys.modules if m == "txdsl" or m.startswith("txdsl.")]:
-            del sys.modules[name]
-        pkg = types.ModuleType("txdsl")
-        pkg.__path__ = [str(ROOT / "txdsl")]  # type: ignore[attr-defined]
-        sys.modules["txdsl"] = pkg
-
-
-_import_txdsl()
 
 PLUGINS = {"attention": "txdsl_attention", "norms": "txdsl_norms", "positions": "txdsl_positions",
            "ffn": "txdsl_ffn", "heads": "txdsl_heads", "embeddings": "txdsl_embeddings"}

@@ -202,3 +202,13 @@ def test_component_paths(registry):
     dims = {p: d for p, _, d in iter_components(MODELS["llama"], registry)}
     assert dims["decoder.position"].heads == 4 and dims["decoder.position"].head_dim == 8
     assert dims["heads.lm"].heads is None
+
+
+def test_forward_exports(registry):
+    """torch.export (the aot backend's first step) traces the forward, output included."""
+    model = construct(MODELS["gpt2"], registry=registry)
+    x = torch.randint(1, 50, (2, 7))
+    mask = torch.ones_like(x)
+    exported = torch.export.export(model, (x,), {"attention_mask": mask})
+    out = exported.module()(x, attention_mask=mask)
+    torch.testing.assert_close(out.logits, model(x, attention_mask=mask).logits)

@@ -89,7 +89,7 @@ def _shown(path: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..build import build
+    from ..builder import build
 
     force = _kernels(args.kernel)
     try:

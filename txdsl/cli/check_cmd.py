@@ -21,6 +21,9 @@ def run(args: argparse.Namespace) -> int:
     for path in args.specs:
         try:
             models = parse_all(path)
+            if not models:
+                raise SpecError("no model defined", None, "a spec defines at least one model: "
+                                "model NAME { ... }", path=path)
         except SpecError as err:
             failed += 1
             print(err.render(), file=sys.stderr)

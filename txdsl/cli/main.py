@@ -8,6 +8,7 @@ Each subcommand is a module with ``add_parser(subparsers)`` and ``run(args) -> i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import import_module
 
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("txdsl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `txdsl fmt x.tx | head`: the reader left; that's fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -67,6 +67,16 @@ class TxModel(nn.Module):
                 past_key_values: ModelCache | None = None, use_cache: bool = False,
                 output_hidden_states: bool = False,
                 decoder_position_ids: Tensor | None = None) -> TxOutput:
+        """Hugging Face's keywords; ``(B, T)`` ids and 0/1 masks, ``(B, C, H, W)`` pixels.
+
+        With a cache, ``attention_mask`` (or ``decoder_attention_mask``) covers
+        the cached positions and the new ones, ``(B, past + T)``, as in HF.
+        ``position_ids`` feed a position added to the embeddings (default: the
+        position module's own, else ``past .. past+T-1``); positions acting
+        inside attention (RoPE, ALiBi, T5) use ``past .. past+T-1``.
+        ``past_key_values``: a :class:`ModelCache` from an earlier call, appended
+        to in place; ``use_cache`` returns it (a new one when none was given).
+        """
         cache = past_key_values
         if use_cache and cache is None:
             cache = self.new_cache()
@@ -95,7 +105,7 @@ class TxModel(nn.Module):
                 y, attention_mask=decoder_attention_mask, memory=memory, memory_mask=memory_mask,
                 cache=cache.stack if cache is not None else None,
                 output_hidden_states=output_hidden_states)
-            head_mask = decoder_attention_mask
+            head_mask = _last(decoder_attention_mask, h.shape[1])
         else:
             x = self.embedding(input_ids, token_type_ids=token_type_ids,
                                position_ids=position_ids, pixel_values=pixel_values,
@@ -105,7 +115,7 @@ class TxModel(nn.Module):
             h, hidden = self.main_stack(x, attention_mask=attention_mask,
                                         cache=cache.stack if cache is not None else None,
                                         output_hidden_states=output_hidden_states)
-            head_mask = attention_mask
+            head_mask = _last(attention_mask, h.shape[1])
 
         out.last_hidden_state, out.hidden_states = h, hidden
         for name, head in self.heads.items():
@@ -135,3 +145,8 @@ class TxModel(nn.Module):
 def _with_cls(attention_mask: Tensor) -> Tensor:
     """The [CLS] vector the embedding prepends is a real position the caller's mask lacks."""
     return nn.functional.pad(attention_mask, (1, 0), value=1)
+
+
+def _last(mask: Tensor | None, T: int) -> Tensor | None:
+    """The mask of this step's ``T`` positions (a mask with a cache covers past ones too)."""
+    return mask if mask is None or mask.shape[-1] == T else mask[:, -T:]

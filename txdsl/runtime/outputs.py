@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from torch import Tensor
 
 from .cache import ModelCache
@@ -32,3 +34,7 @@ class TxOutput:
     past_key_values: ModelCache | None = None
     encoder_last_hidden_state: Tensor | None = None
     encoder_hidden_states: tuple[Tensor, ...] | None = None
+
+
+# A pytree node, so torch.export / AOTInductor can flatten and rebuild the output.
+torch.export.register_dataclass(TxOutput, serialized_type_name="txdsl.runtime.TxOutput")

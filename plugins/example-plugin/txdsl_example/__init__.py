@@ -34,7 +34,7 @@ __version__ = "0.1.0"
 
 
 class CosineArgs(AttentionArgs):
-    """Cosine attention (Henry et al. 2020, QK-norm): scores are g * cos(q, k), g learned per head."""
+    """Cosine attention (Henry et al. 2020, QK-norm): scores g * cos(q, k), g learned per head."""
 
     temperature: float | None = Field(default=None, gt=0.0)  # initial g; None: log2(L^2 - L)
 

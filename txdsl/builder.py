@@ -17,16 +17,16 @@ import logging
 import os
 import sys
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from pydantic import BaseModel
 
-from .artifact import ArtifactError, WeightsError, check_destination, load_weights, write_artifact
+from .artifact import (ArtifactError, WeightsError, check_destination, load_weights,
+                       write_artifact)
 from .backends import (BackendError, BuildError, check_available, get_backend, input_spec,
-                       parse_options)
+                       make_target, parse_options)
 from .errors import SpecError
 from .ir import ModelIR
 from .sdk.targets import Target
@@ -41,7 +41,6 @@ __all__ = ["ArtifactError", "BackendError", "Built", "BuildError", "WeightsError
            "example_inputs"]
 
 log = logging.getLogger("txdsl.build")
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -71,12 +70,12 @@ class Built:
 # ---------------------------------------------------------------- inputs
 
 
-def _context(ir: ModelIR) -> int | None:
-    pos = ir.embedding.position
-    if pos is not None and isinstance(pos.args.get("max_len"), int):
-        return pos.args["max_len"]
-    ctx = ir.params.get("context")
-    return ctx if isinstance(ctx, int) and not isinstance(ctx, bool) else None
+def _context(ir: ModelIR, registry: "Registry | None") -> int | None:
+    """The longest input the model takes: what construction builds the positions for."""
+    from .construct import base_dims
+    from .registry import get_registry
+
+    return base_dims(ir, registry or get_registry()).context
 
 
 def _vocab(ir: ModelIR) -> int:
@@ -87,8 +86,8 @@ def _vocab(ir: ModelIR) -> int:
 
 
 def example_inputs(ir: ModelIR, *, batch: int = 1, seq: int | None = None,
-                   device: str = "cpu", dtype: str = "float32",
-                   seed: int = 0) -> dict[str, "torch.Tensor"]:
+                   device: str = "cpu", dtype: str = "float32", seed: int = 0,
+                   registry: "Registry | None" = None) -> dict[str, "torch.Tensor"]:
     """Small random inputs of the right kind for ``ir``, keyed like the model's call.
 
     ``input_ids`` ``(batch, min(16, context))`` for token models,
@@ -98,7 +97,7 @@ def example_inputs(ir: ModelIR, *, batch: int = 1, seq: int | None = None,
     import torch
 
     g = torch.Generator().manual_seed(seed)
-    ctx = _context(ir)
+    ctx = _context(ir, registry)
     seq = seq or (min(16, ctx) if ctx else 16)
     out: dict[str, torch.Tensor] = {}
     patches = ir.embedding.patches
@@ -140,6 +139,10 @@ class _Stages:
             self.callback(stage)
         log.info("%s: %s", stage, what)
         start = time.perf_counter()
+        if self.console is not None:
+            from rich.markup import escape
+
+            what = escape(what)  # a path may hold [brackets]
         status = (self.console.status(f"{what}...") if self.console is not None
                   else contextlib.nullcontext())
         try:
@@ -176,9 +179,8 @@ def _resolve(spec: Any, model: str | None, registry: "Registry",
 
     if isinstance(spec, ModelIR):
         return spec, None, None
-    is_path = isinstance(spec, os.PathLike) or (
-        isinstance(spec, str) and "\n" not in spec and "{" not in spec
-        and (spec.endswith(".tx") or Path(spec).is_file()))
+    # Spec text always has a model body in braces; a path never needs one.
+    is_path = isinstance(spec, os.PathLike) or (isinstance(spec, str) and "{" not in spec)
     if is_path:
         path = Path(spec)
         ir = parse_file(path, model=model, registry=registry)
@@ -187,24 +189,6 @@ def _resolve(spec: Any, model: str | None, registry: "Registry",
         ir = parse(spec, model=model, registry=registry)
         return ir, _spec_text(spec, "<string>"), None
     raise TypeError(f"spec must be a path, spec text or a ModelIR, not {type(spec).__name__}")
-
-
-def _target(device: str, dtype: str, backend: str) -> Target:
-    import torch
-
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError):
-        raise BuildError(f"unknown device '{device}' (use cpu or cuda)") from None
-    if kind not in ("cpu", "cuda"):
-        raise BuildError(f"device '{device}' is not supported (use cpu or cuda)")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise BuildError(f"device '{device}' needs CUDA, but torch.cuda.is_available() is False "
-                         f"(torch {torch.__version__}); build for --device cpu")
-    if dtype not in DTYPES:
-        raise BuildError(f"unknown dtype '{dtype}' (known: {', '.join(DTYPES)})")
-    capability = torch.cuda.get_device_capability(device) if kind == "cuda" else None
-    return Target(device=kind, dtype=dtype, backend=backend, cuda_capability=capability)
 
 
 def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str = "float32",
@@ -237,7 +221,7 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
     registry = registry or get_registry()
     chosen = get_backend(backend, registry)
     opts = parse_options(chosen, options)
-    target = _target(device, dtype, backend)
+    target = make_target(device, dtype, backend)
     check_available(chosen, target)
     if weights is not None and not Path(weights).is_file():
         raise WeightsError(f"{weights}: no such weights file")
@@ -270,7 +254,8 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
         module.eval()
 
     with stages("lower", f"lowering with {backend}"):
-        example = example_inputs(ir, batch=2, device=device, dtype=dtype, seed=seed)
+        example = example_inputs(ir, batch=2, device=device, dtype=dtype, seed=seed,
+                                 registry=registry)
         try:
             lowered = chosen.lower(module, example, opts)
         except (BuildError, SpecError):
@@ -289,14 +274,3 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
                 inputs=input_spec(example), spec_text=spec_text, spec_path=spec_path,
                 weights_source=weights, registry=registry)
     return built
-
-
-class _CallableModule(types.ModuleType):
-    """``txdsl.build`` names both this module and the function: once the module is
-    imported, ``txdsl.build`` is the module, so the module calls the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Built:
-        return build(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
