@@ -172,7 +172,7 @@ def _spec_text(text: str, path: str) -> str:
         return text
 
 
-def _resolve(spec: Any, model: str | None, registry: "Registry",
+def _resolve(spec: Any, model: str | None, registry: "Registry", base_dir: Any = None,
              ) -> tuple[ModelIR, str | None, str | None]:
     """(IR, spec text for the artifact or None, spec path or None)."""
     from .resolve import parse, parse_file
@@ -186,7 +186,7 @@ def _resolve(spec: Any, model: str | None, registry: "Registry",
         ir = parse_file(path, model=model, registry=registry)
         return ir, _spec_text(path.read_text(encoding="utf-8"), str(path)), str(path)
     if isinstance(spec, str):
-        ir = parse(spec, model=model, registry=registry)
+        ir = parse(spec, base_dir, model=model, registry=registry)
         return ir, _spec_text(spec, "<string>"), None
     raise TypeError(f"spec must be a path, spec text or a ModelIR, not {type(spec).__name__}")
 
@@ -196,11 +196,13 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
           model: str | None = None, force_kernels: Mapping[str, str] | None = None,
           options: Mapping[str, Any] | Sequence[str] | BaseModel | None = None,
           progress: bool | Callable[[str], None] | None = None,
-          registry: "Registry | None" = None) -> Built:
+          registry: "Registry | None" = None, base_dir: str | os.PathLike | None = None,
+          ) -> Built:
     """Build ``spec`` for ``backend`` and, given ``output``, write an artifact there.
 
-    ``spec``: a ``.tx`` path, spec text, or a :class:`ModelIR`; ``model``
-    picks one of several models in a file. ``output``: an artifact directory,
+    ``spec``: a ``.tx`` path, spec text (its imports resolve against
+    ``base_dir``, default the current directory), or a :class:`ModelIR`;
+    ``model`` picks one of several models in a file. ``output``: an artifact directory,
     or a function of the IR returning one. ``weights``: a safetensors file
     loaded strictly into the built model (otherwise it is initialised from
     ``seed``). ``force_kernels``: ``{"attention": "reference"}`` or
@@ -231,7 +233,7 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
     stages = _Stages(progress)
 
     with stages("parse", "parsing the spec"):
-        ir, spec_text, spec_path = _resolve(spec, model, registry)
+        ir, spec_text, spec_path = _resolve(spec, model, registry, base_dir)
     if callable(output):
         output = check_destination(output(ir))
 

@@ -9,6 +9,7 @@ it for error messages, outside equality and the hash.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import Field
@@ -34,8 +35,13 @@ class Component(Node):
 
 
 def _fmt(v: Any) -> str:
+    """A value as a spec would spell it (``true``, ``none``, ``1e-5``)."""
     if isinstance(v, bool):
         return "true" if v else "false"
+    if v is None:
+        return "none"
     if isinstance(v, str):
         return v
+    if isinstance(v, float):
+        return re.sub(r"e([+-])0*(\d)", lambda m: "e" + m[1].replace("+", "") + m[2], repr(v))
     return repr(v)
