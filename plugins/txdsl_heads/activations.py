@@ -1,27 +1,10 @@
-"""The activations heads name, as modules (so they show in ``repr``).
-
-``gelu`` is the exact erf GELU (BERT, ELECTRA), ``gelu_tanh`` its tanh
-approximation (GPT-2's ``gelu_new``), ``tanh`` the BERT pooler's.
-"""
-
-from __future__ import annotations
+"""The activations heads accept (see :mod:`txdsl.sdk.activations`): ``gelu`` (BERT,
+ELECTRA), ``gelu_tanh`` (GPT-2's ``gelu_new``), ``relu``; the pooler also takes ``tanh``."""
 
 from typing import Literal
 
-from torch import nn
+from txdsl.sdk.activations import activation
 
 HeadActivation = Literal["gelu", "gelu_tanh", "relu"]
 
-
-def activation(name: str) -> nn.Module:
-    if name == "gelu":
-        return nn.GELU()
-    if name == "gelu_tanh":
-        return nn.GELU(approximate="tanh")
-    if name == "relu":
-        return nn.ReLU()
-    if name == "tanh":
-        return nn.Tanh()
-    if name == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown activation '{name}' (known: gelu, gelu_tanh, relu, tanh, none)")
+__all__ = ["HeadActivation", "activation"]
