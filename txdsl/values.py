@@ -67,7 +67,7 @@ def as_component_value(v: Value, span: Span | None, what: str) -> ComponentValue
 
 def _plain(v: Value) -> Any:
     if isinstance(v, Symbol):
-        return v.name
+        return None if v.name == "none" else v.name  # `none` means "no value" everywhere
     if isinstance(v, ComponentValue):
         return {"kind": v.kind, **{k: _plain(a) for k, a in v.args.items()}}
     return v

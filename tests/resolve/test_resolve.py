@@ -193,3 +193,8 @@ def test_errors_carry_location():
     err = info.value
     assert err.line is not None and err.column is not None
     assert "d_model (64) is not divisible by heads (3)" in err.message
+
+
+def test_none_is_no_value_in_arguments():
+    ir = parse("model m extends base { decoder { attention = full(heads: heads, kv_heads: none) } }")
+    assert ir.decoder.layers[0].attention.args["kv_heads"] is None

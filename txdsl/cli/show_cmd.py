@@ -16,7 +16,10 @@ def add_parser(sub) -> None:
                                    "and memory estimates (nothing is allocated).")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--model", help="which model of the file (default: the last one)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="machine-readable output")
+    out.add_argument("--tx", action="store_true",
+                     help="print the resolved model as a flat .tx spec (no imports, no extends)")
     p.add_argument("--batch", type=int, default=1, help="batch size for memory estimates")
     p.add_argument("--seq-len", type=int, help="sequence length (default: the model's context)")
     p.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="float32")
@@ -25,6 +28,11 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     ir = parse_file(args.spec, model=args.model)
+    if args.tx:
+        from ..unparse import to_tx
+
+        print(to_tx(ir), end="")
+        return 0
     est = estimate(ir, batch=args.batch, seq_len=args.seq_len, dtype=args.dtype)
     if args.json:
         print(json.dumps(to_json(ir, est), indent=2))
