@@ -1,0 +1,26 @@
+"""Every hook is documented, and every component hook feeds a registry family."""
+
+from __future__ import annotations
+
+import inspect
+
+from txdsl import hookspecs
+from txdsl.registry import HOOK_FAMILIES
+
+HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+         if hasattr(fn, "txdsl_spec")]
+
+
+def test_there_are_hooks():
+    assert "register_attention" in HOOKS and "register_backends" in HOOKS
+
+
+def test_every_hook_has_a_docstring_and_takes_register():
+    for name in HOOKS:
+        fn = getattr(hookspecs, name)
+        assert fn.__doc__ and len(fn.__doc__.strip()) > 40, name
+        assert list(inspect.signature(fn).parameters) == ["register"], name
+
+
+def test_every_component_hook_has_a_family():
+    assert set(HOOKS) - {"register_backends"} == set(HOOK_FAMILIES)
