@@ -16,7 +16,7 @@ STAMP  := $(VENV)/.txdsl-installed
 .PHONY: run test setup clean bench
 
 run: setup
-	$(VENV)/bin/txdsl check specs/*.tx
+	$(VENV)/bin/txdsl check specs
 	$(VENV)/bin/txdsl build specs/gpt2.tx --backend inductor
 
 test: setup

@@ -130,3 +130,9 @@ def test_unreadable_file(tmp_path: Path):
     path.chmod(0)
     r = run("check", str(path))
     assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def test_directories_expand_to_their_specs():
+    r = run("check", "specs")
+    assert r.returncode == 0 and r.stdout.count("ok  ") == len(list(SPECS.glob("*.tx")))
+    assert run("fmt", "--check", "specs").returncode == 0

@@ -7,18 +7,19 @@ import sys
 
 from ..errors import SpecError
 from ..resolve import parse_all
+from .paths import expand
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("check", help="check spec files for errors",
                        description="Resolve and validate every model in each spec file.")
-    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="a .tx file, or a directory of them")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     failed = 0
-    for path in args.specs:
+    for path in expand(args.specs):
         try:
             models = parse_all(path)
             if not models:

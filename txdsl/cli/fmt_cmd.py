@@ -17,13 +17,14 @@ from ..errors import SpecError
 from ..fmt import format_spec
 from ..lower import lower
 from ..source import read_source, source_from_text
+from .paths import expand
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("fmt", help="format spec files canonically",
                        description="Print the canonical form of each spec; --check reports "
                                    "files that differ (exit 1), --write rewrites them.")
-    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="a .tx file, or a directory of them")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted")
     mode.add_argument("--write", action="store_true", help="rewrite files in place")
@@ -55,7 +56,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     failed = changed = 0
-    for path in args.specs:
+    for path in expand(args.specs):
         try:
             old, new = formatted(path)
         except SpecError as err:
