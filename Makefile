@@ -30,7 +30,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[hf,dev]"
 	touch $(STAMP)
 
-bench: setup
+bench: setup   ## side-by-side benchmarks against Hugging Face and x-transformers (bench/README.md)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[hf,bench]"
 	$(PY) bench/run.py
 
 clean:
