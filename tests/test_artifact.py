@@ -40,18 +40,6 @@ model tiny {
 """
 
 
-def _frontend_missing() -> str | None:
-    try:
-        import txdsl
-
-        txdsl.parse  # noqa: B018
-    except (ImportError, AttributeError) as exc:
-        return f"the front end (txdsl.parse) is not importable yet: {exc}"
-    return None
-
-
-needs_frontend = pytest.mark.skipif(_frontend_missing() is not None,
-                                    reason=_frontend_missing() or "")
 
 
 class Tied(nn.Module):
@@ -124,8 +112,6 @@ def test_not_a_safetensors_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    if _frontend_missing():
-        pytest.skip(_frontend_missing())
     import txdsl
 
     spec = tmp_path_factory.mktemp("spec") / "tiny.tx"
@@ -143,7 +129,6 @@ def copy(artifact, tmp_path):
     return dst
 
 
-@needs_frontend
 def test_artifact_files_and_manifest(artifact):
     import txdsl
 
@@ -170,7 +155,6 @@ def test_artifact_files_and_manifest(artifact):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp dirs
 
 
-@needs_frontend
 def test_load_rebuilds_the_same_model_with_tied_weights(artifact):
     import txdsl
 
@@ -185,7 +169,6 @@ def test_load_rebuilds_the_same_model_with_tied_weights(artifact):
     assert set(model.state_dict()) == set(built.module.state_dict())
 
 
-@needs_frontend
 def test_loading_never_unpickles(artifact, monkeypatch):
     import txdsl
 
@@ -198,7 +181,6 @@ def test_loading_never_unpickles(artifact, monkeypatch):
     txdsl.load(artifact[1])
 
 
-@needs_frontend
 def test_altered_weights_are_refused_by_name(copy):
     import txdsl
 
@@ -210,14 +192,12 @@ def test_altered_weights_are_refused_by_name(copy):
         txdsl.load(copy)
 
 
-@needs_frontend
 def test_missing_file_is_refused_by_name(copy):
     (copy / "spec.tx").unlink()
     with pytest.raises(ArtifactError, match=r"spec\.tx: missing \(listed in manifest.json\)"):
         verify(copy)
 
 
-@needs_frontend
 def test_altered_ir_is_refused(copy):
     raw = json.loads((copy / MANIFEST).read_text())
     raw["ir"]["d_model"] = 64
@@ -226,7 +206,6 @@ def test_altered_ir_is_refused(copy):
         verify(copy)
 
 
-@needs_frontend
 def test_bad_manifests_are_refused(copy, tmp_path):
     with pytest.raises(ArtifactError, match="no such artifact directory"):
         read_manifest(tmp_path / "nothing")
@@ -252,7 +231,6 @@ def _leftovers(parent):
     return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
 
 
-@needs_frontend
 @pytest.mark.parametrize("stage", ["weights", "backend"])
 def test_a_failed_write_keeps_the_old_artifact(copy, monkeypatch, stage):
     import txdsl
@@ -275,7 +253,6 @@ def test_a_failed_write_keeps_the_old_artifact(copy, monkeypatch, stage):
     assert _leftovers(copy.parent) == []
 
 
-@needs_frontend
 def test_a_failed_build_leaves_no_artifact(tmp_path, monkeypatch):
     import txdsl
     from txdsl.registry import get_registry
@@ -290,7 +267,6 @@ def test_a_failed_build_leaves_no_artifact(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@needs_frontend
 def test_rebuilding_replaces_an_artifact_only_when_complete(copy):
     import txdsl
 
@@ -302,7 +278,6 @@ def test_rebuilding_replaces_an_artifact_only_when_complete(copy):
     assert _leftovers(copy.parent) == []
 
 
-@needs_frontend
 def test_a_non_artifact_directory_is_never_replaced(tmp_path):
     import txdsl
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pytest
 import torch
 from torch import Tensor, nn
 
@@ -37,19 +36,6 @@ model tiny {
 """
 
 
-def frontend_missing() -> str | None:
-    """Why specs can't be built yet (the front end is written concurrently), or None."""
-    try:
-        import txdsl
-
-        txdsl.parse  # noqa: B018
-    except (ImportError, AttributeError) as exc:
-        return f"the front end (txdsl.parse) is not importable yet: {exc}"
-    return None
-
-
-needs_frontend = pytest.mark.skipif(frontend_missing() is not None,
-                                    reason=frontend_missing() or "")
 
 
 @dataclass

@@ -15,11 +15,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from backend_fixtures import needs_frontend
 
 pytestmark = [
     pytest.mark.slow,
-    needs_frontend,
     pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
                        reason="AOTInductor's CPU kernels need a C++ compiler"),
 ]

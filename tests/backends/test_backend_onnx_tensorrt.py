@@ -10,7 +10,6 @@ import torch
 from txdsl.backends import BackendError, BuildError
 from txdsl.sdk.targets import Target
 
-from backend_fixtures import needs_frontend
 from txdsl_backends.onnx import OnnxBackend
 from txdsl_backends.tensorrt import TensorRTBackend
 
@@ -48,7 +47,6 @@ def test_tensorrt_is_refused_without_cuda():
         assert "needs the 'torch_tensorrt' package" in reason
 
 
-@needs_frontend
 @pytest.mark.skipif(HAS_CUDA, reason="checks the refusal on a machine without CUDA")
 def test_build_refuses_tensorrt_before_doing_any_work(tiny_spec, tmp_path):
     import txdsl
@@ -61,7 +59,6 @@ def test_build_refuses_tensorrt_before_doing_any_work(tiny_spec, tmp_path):
     assert stages == [] and not out.exists()
 
 
-@needs_frontend
 @pytest.mark.skipif(HAS_CUDA, reason="checks the refusal on a machine without CUDA")
 def test_build_refuses_device_cuda_without_cuda(tiny_spec):
     import txdsl

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 
 from txdsl.ir import Component, ModelIR
@@ -19,40 +17,25 @@ def comp(family: str, kind: str, **args: Any) -> Component:
     return Component(family=family, kind=kind, args=args)
 
 
-def parse_spec(spec: str, text: str, *, strict: bool = False) -> ModelIR | None:
-    """``text`` parsed with ``specs/`` as its base, if the spec and the front end exist.
+def parse_spec(spec: str, text: str) -> ModelIR | None:
+    """``text`` (which extends ``specs/<spec>``) parsed with ``specs/`` as its base.
 
-    ``None`` when they don't, or (unless ``strict``) when parsing fails, with a
-    warning: the numerics are then tested on the hand-built IR, and each file's
-    ``test_tiny_spec_parses`` reports the failure. ``TXDSL_PARITY_HAND_IR=1``
-    always uses the hand-built IRs.
+    ``TXDSL_PARITY_HAND_IR=1`` returns ``None`` instead, so the numerics run on
+    the hand-built IRs (a check that the spec and the hand-built IR agree).
     """
-    if os.environ.get("TXDSL_PARITY_HAND_IR") == "1" or not (SPECS / spec).exists():
+    if os.environ.get("TXDSL_PARITY_HAND_IR") == "1":
         return None
-    try:
-        import txdsl
-        parse = txdsl.parse
-    except (ImportError, AttributeError):
-        return None
-    try:
-        return parse(text, base_dir=str(SPECS))
-    except txdsl.SpecError as err:
-        if strict:
-            raise
-        warnings.warn(f"specs/{spec} does not parse; using the hand-built IR:\n{err}")
-        return None
+    import txdsl
+
+    return txdsl.parse(text, base_dir=str(SPECS))
 
 
 def check_spec_parses(spec: str, text: str) -> None:
     """The body of each parity file's ``test_tiny_spec_parses``."""
-    if not (SPECS / spec).exists():
-        pytest.skip(f"specs/{spec} is not written yet")
-    try:
-        import txdsl
-        txdsl.parse  # noqa: B018
-    except (ImportError, AttributeError):
-        pytest.skip("the front end (txdsl.parse) is not available yet")
-    parse_spec(spec, text, strict=True)
+    import txdsl
+
+    assert (SPECS / spec).exists(), spec
+    assert txdsl.parse(text, base_dir=str(SPECS)) is not None
 
 
 @torch.no_grad()
