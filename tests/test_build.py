@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,17 +12,6 @@ from txdsl.artifact import WeightsError, read_manifest, save_weights
 from txdsl.backends import BackendError, BuildError
 
 
-def _frontend_missing() -> str | None:
-    try:
-        import txdsl
-
-        txdsl.parse  # noqa: B018
-    except (ImportError, AttributeError) as exc:
-        return f"the front end (txdsl.parse) is not importable yet: {exc}"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_frontend_missing() is not None, reason=_frontend_missing() or "")
 
 TINY = """\
 model tiny {
@@ -325,3 +315,14 @@ def test_cli_build_tensorrt_refused_without_cuda(spec, tmp_path, monkeypatch, ca
     assert _cli("build", str(spec), "--device", "cuda") == 1
     assert "needs CUDA" in capsys.readouterr().err
     assert not (tmp_path / "artifacts").exists()
+
+
+def test_a_model_too_big_for_memory_is_refused_before_allocating():
+    import txdsl
+    from txdsl.backends import BuildError
+
+    spec = ('import "llama.tx"\nmodel huge extends llama { d_model = 16384; heads = 128; '
+            'kv_heads = 8; layers = 126; d_ff = 53248; vocab = 128256 }')
+    with pytest.raises(BuildError, match=r"huge needs 1511\.9 GiB for its weights in float32"):
+        txdsl.build(spec, base_dir=Path(__file__).resolve().parent.parent / "specs",
+                    progress=False)

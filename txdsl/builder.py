@@ -191,6 +191,38 @@ def _resolve(spec: Any, model: str | None, registry: "Registry", base_dir: Any =
     raise TypeError(f"spec must be a path, spec text or a ModelIR, not {type(spec).__name__}")
 
 
+def available_memory(device: str) -> int | None:
+    """Bytes free for new tensors on ``device`` (None: unknown)."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(ir: ModelIR, dtype: str, device: str, registry: "Registry") -> None:
+    """Refuse, before allocating, a model whose weights alone can't fit in memory."""
+    from .estimate import DTYPE_BYTES, estimate
+
+    need = estimate(ir, registry=registry).params * DTYPE_BYTES.get(dtype, 4)
+    free = available_memory(device)
+    if free is not None and need > free:
+        gib = 1024**3
+        raise BuildError(f"{ir.name} needs {need / gib:.1f} GiB for its weights in {dtype}, but "
+                         f"only {free / gib:.1f} GiB of {device} memory is free; shrink it "
+                         f"(`txdsl show` lists parameters by component) or use bfloat16")
+
+
 def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str = "float32",
           device: str = "cpu", weights: str | os.PathLike | None = None, seed: int = 0,
           model: str | None = None, force_kernels: Mapping[str, str] | None = None,
@@ -245,6 +277,7 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
                 raise
             raise BuildError(str(exc)) from None
 
+    check_memory(ir, dtype, target.device, registry)
     with stages("construct", f"constructing {ir.name} (seed {seed})"):
         devices = [torch.device(device)] if target.device == "cuda" else []
         with torch.random.fork_rng(devices=devices):

@@ -57,6 +57,7 @@ class Scope:
         self._exprs = {name: a.value for name, a in params.items()}
         self._values: dict[str, Value] = {}
         self._active: list[str] = []
+        self.referenced: set[str] = set()  # names some expression refers to
 
     def names(self) -> list[str]:
         return list(self._exprs)
@@ -142,6 +143,7 @@ def evaluate(expr: s.Expr, scope: Scope) -> Value:
         return expr.value
     if isinstance(expr, s.Name):
         if expr.id in scope:
+            scope.referenced.add(expr.id)
             return scope.lookup(expr.id, expr.span)
         return Symbol(expr.id, expr.span)
     if isinstance(expr, s.Unary):

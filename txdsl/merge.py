@@ -27,6 +27,17 @@ EMBEDDING_FIELDS = ("tokens", "patches", "size", "position", "token_types", "nor
                     "scale", "cls_token")
 LAYER_FIELDS = ("residual", "norm", "attention", "cross_attention", "ffn", "dropout")
 STACK_FIELDS = LAYER_FIELDS + ("position", "final_norm", "causal", "share")
+# Words people bring from other libraries, and what the field is called here.
+SYNONYMS = {"vocab": "tokens", "vocab_size": "tokens", "num_tokens": "tokens",
+            "mlp": "ffn", "feed_forward": "ffn", "feedforward": "ffn", "ff": "ffn",
+            "self_attention": "attention", "attn": "attention", "self_attn": "attention",
+            "cross_attn": "cross_attention", "layernorm": "norm", "layer_norm": "norm",
+            "ln": "norm", "ln_f": "final_norm", "norm_f": "final_norm", "final_layernorm": "final_norm",
+            "pos": "position", "positions": "position", "positional": "position",
+            "pos_emb": "position", "type_vocab_size": "token_types", "segments": "token_types",
+            "embedding_size": "size", "embed_size": "size", "tie": "head = lm(tied: true)",
+            "layers": "the count in decoder(N) { ... }", "depth": "the count in decoder(N) { ... }",
+            "num_layers": "the count in decoder(N) { ... }", "norm_first": "residual = pre"}
 RESERVED = ("embedding", "encoder", "decoder", "head", "layer", "model")
 
 
@@ -179,7 +190,7 @@ def _block_assign(block: BlockConfig, stmt: s.Assign, allowed: tuple[str, ...] |
     name, rest = stmt.target[0], stmt.target[1:]
     if allowed is not None and name not in allowed:
         raise SpecError(f"unknown field '{name}' in {block.name}", stmt.span,
-                        did_you_mean(name, allowed, "fields"))
+                        field_hint(name, allowed))
     if not rest:
         block.fields[name] = Slot(stmt.value, stmt.span)
         return
@@ -191,6 +202,16 @@ def _block_assign(block: BlockConfig, stmt: s.Assign, allowed: tuple[str, ...] |
         raise SpecError(f"cannot set {name}.{rest[0]}: {name} is not set in {block.name}",
                         stmt.span, f"set the whole component first, like {name} = kind(...)")
     block.fields[name] = slot.edited(s.Assign(rest, stmt.value, span=stmt.span))
+
+
+def field_hint(name: str, allowed: tuple[str, ...]) -> str | None:
+    """"did you mean", or the txdsl word for another library's (``vocab`` -> ``tokens``)."""
+    close = did_you_mean(name, allowed, "fields")
+    if close and close.startswith("did you mean"):
+        return close
+    if name.lower() in SYNONYMS:
+        return f"txdsl calls this {SYNONYMS[name.lower()]} ({close})"
+    return close
 
 
 def _check_layer_block(block: s.LayerBlock) -> None:
@@ -205,7 +226,7 @@ def _check_layer_block(block: s.LayerBlock) -> None:
                                    "move it out of layer[...] into the stack block"))
             else:
                 sink.add(SpecError(f"unknown field '{name}' in layer[...]", stmt.span,
-                                   did_you_mean(name, LAYER_FIELDS, "layer fields")))
+                                   field_hint(name, LAYER_FIELDS)))
         elif len(stmt.target) > 2:
             sink.add(SpecError("write FIELD.ARG = value", stmt.span))
     sink.check()

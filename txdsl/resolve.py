@@ -12,17 +12,19 @@ from pathlib import Path
 
 from . import syntax as s
 from .errors import ErrorSink, SpecError, did_you_mean
-from .expr import Scope, Value, evaluate
+from .expr import ComponentValue, Scope, Value, evaluate
 from .ir import Component, EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
 from .layers import select_layers, sharing
 from .loader import FileScope, Loader
-from .merge import BlockConfig, ModelConfig, Slot, linearize, merge
+from .merge import EMBEDDING_FIELDS, STACK_FIELDS, BlockConfig, ModelConfig, Slot, linearize, merge
 from .registry import Registry, get_registry
 from .source import source_from_text
 from .validate import validate
 from .values import as_bool, as_component_value, as_float, as_int, as_symbol, to_component
 
 RESIDUALS = ("pre", "post", "sandwich")
+FIELD_HOME = {**{f: "the encoder/decoder block" for f in STACK_FIELDS},
+              **{f: "the embedding block" for f in EMBEDDING_FIELDS}}
 
 
 def parse(text: str, base_dir: str | Path | None = None, *, model: str | None = None,
@@ -101,10 +103,22 @@ class Resolver:
             self.sink.add(SpecError(f"model '{self.config.name}' has no encoder or decoder",
                                     self.config.span, "add decoder(N) { ... } or encoder(N) { ... }"))
         heads = self._heads(blocks.get("heads"))
+        self._misplaced_fields()
         self.sink.check()
         return ModelIR(name=self.config.name, d_model=d_model, params=params,
                        embedding=embedding, encoder=encoder, decoder=decoder, heads=heads,
                        span=self.config.span)
+
+    def _misplaced_fields(self) -> None:
+        """A model-level ``final_norm = layernorm`` is a parameter nobody uses: almost
+        certainly a field written outside its block, so say where it belongs."""
+        for name, assign in self.config.params.items():
+            if name in self.scope.referenced or name not in FIELD_HOME:
+                continue
+            if isinstance(self._try(lambda: self.scope.lookup(name, assign.span)), ComponentValue):
+                self.sink.add(SpecError(
+                    f"'{name}' at model level is a parameter that nothing uses", assign.span,
+                    f"{name} is a field of {FIELD_HOME[name]}: move it inside that block"))
 
     # ------------------------------------------------------------- helpers
 

@@ -83,9 +83,12 @@ def to_component(cv: ComponentValue, family: str, registry: Registry, scope: Sco
     sink = ErrorSink()
     for name in cv.args:
         if name not in fields:
+            hint = did_you_mean(name, fields, "arguments")
+            if name == "causal" and family == "attention":
+                hint = ("causality belongs to the stack: decoders are causal, encoders are not; "
+                        "set `causal = ...` in the block to change that")
             sink.add(SpecError(f"{family} '{cv.kind}' has no argument '{name}'",
-                               cv.arg_spans.get(name, cv.span),
-                               did_you_mean(name, fields, "arguments")))
+                               cv.arg_spans.get(name, cv.span), hint))
     sink.check()
     try:
         args = model.model_validate({k: _plain(v) for k, v in cv.args.items()})
