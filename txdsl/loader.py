@@ -16,6 +16,8 @@ from .errors import ErrorSink, Source, SpecError
 from .lower import lower
 from .source import read_source
 
+MAX_IMPORT_DEPTH = 64  # a chain of imports longer than this is a mistake (and would recurse)
+
 
 @dataclass
 class FileScope:
@@ -77,6 +79,8 @@ class Loader:
                             f"imports are relative to the importing file; looked for {target}")
         if target.is_dir():
             raise SpecError(f"cannot import \"{imp.path}\": it is a directory", imp.span)
+        if len(stack) >= MAX_IMPORT_DEPTH:
+            raise SpecError(f"imports nested more than {MAX_IMPORT_DEPTH} files deep", imp.span)
         imported = self.load_file(target, stack)
         for decl in imported.local:
             if decl.name in scope.visible:

@@ -198,3 +198,12 @@ def test_errors_carry_location():
 def test_none_is_no_value_in_arguments():
     ir = parse("model m extends base { decoder { attention = full(heads: heads, kv_heads: none) } }")
     assert ir.decoder.layers[0].attention.args["kv_heads"] is None
+
+
+def test_a_very_long_import_chain_is_an_error_not_a_recursion(tmp_path: Path):
+    n = 200
+    for i in range(n):
+        body = f'import "f{i + 1}.tx"\n' if i < n - 1 else ""
+        (tmp_path / f"f{i}.tx").write_text(body + f"model m{i} {{ d_model = 8 }}\n")
+    with pytest.raises(SpecError, match="imports nested more than 64 files deep"):
+        txdsl.parse_file(tmp_path / "f0.tx")

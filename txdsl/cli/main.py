@@ -1,7 +1,7 @@
 """``txdsl`` entry point: parses arguments, dispatches, turns errors into exit codes.
 
 Exit status: 0 success, 1 spec errors (rendered ``path:line:col: error: ...``),
-2 usage errors. No spec, however malformed, produces a Python traceback here.
+2 usage errors, 3 an internal error (a bug: ``TXDSL_DEBUG=1`` shows the traceback). No spec, however malformed, produces a Python traceback here.
 Each subcommand is a module with ``add_parser(subparsers)`` and ``run(args) -> int``.
 """
 
@@ -52,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `txdsl fmt x.tx | head`: the reader left; that's fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as err:  # a bug in txdsl or a plugin, not in the user's input
+        if os.environ.get("TXDSL_DEBUG") == "1":
+            raise
+        print(f"txdsl: internal error: {type(err).__name__}: {err}\n"
+              "this is a bug in txdsl or one of its plugins, not in your spec; rerun with "
+              "TXDSL_DEBUG=1 for the traceback, and please report it", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover
