@@ -14,7 +14,7 @@ from . import syntax as s
 from .errors import ErrorSink, SpecError, did_you_mean
 from .expr import ComponentValue, Scope, Value, evaluate
 from .ir import Component, EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
-from .layers import select_layers, sharing
+from .patterns import select_layers, sharing
 from .loader import FileScope, Loader
 from .merge import EMBEDDING_FIELDS, STACK_FIELDS, BlockConfig, ModelConfig, Slot, linearize, merge
 from .registry import Registry, get_registry
