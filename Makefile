@@ -20,7 +20,7 @@ run: setup
 	$(VENV)/bin/txdsl build specs/gpt2.tx --backend inductor
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 setup: $(STAMP)
 

@@ -38,9 +38,9 @@ def test_wheel_contents(wheel: Path):
 def test_grammar_loads_from_the_installed_copy(wheel: Path, tmp_path: Path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import txdsl.parser as p; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import txdsl.front.parser as p; "
             "print(p.GRAMMAR_PATH); "
-            "from txdsl.lower import parse_text; print(len(parse_text('model m { d_model = 8 }').models))")
+            "from txdsl.front.lower import parse_text; print(len(parse_text('model m { d_model = 8 }').models))")
     # Run from an empty directory, with the source checkout off the path.
     r = subprocess.run([sys.executable, "-I", "-c", code, str(site)], cwd=tmp_path,
                        capture_output=True, text=True, timeout=120)

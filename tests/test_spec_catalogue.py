@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import txdsl
-from txdsl.estimate import estimate
+from txdsl.front.estimate import estimate
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 

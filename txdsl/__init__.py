@@ -15,14 +15,14 @@ __version__ = "0.1.0"
 
 from .errors import SpecError, SpecErrors  # noqa: E402
 from .ir import ModelIR  # noqa: E402
-from .resolve import parse, parse_file, parse_all  # noqa: E402
+from .front.resolve import parse, parse_file, parse_all  # noqa: E402
 
 
 def __getattr__(name: str):  # build/load pull in torch: import them lazily
     if name == "build":
-        from .builder import build as value
+        from .back.builder import build as value
     elif name == "load":
-        from .artifact import load as value
+        from .back.artifact import load as value
     else:
         raise AttributeError(f"module 'txdsl' has no attribute {name!r}")
     globals()[name] = value

@@ -105,7 +105,7 @@ def register_backends(register: Register) -> None:
     """Register backends that lower a built module (``eager``, ``inductor``, ...).
 
     Call ``register(backend)`` with an object following
-    :class:`txdsl.backends.Backend`: ``name``, ``description``,
+    :class:`txdsl.back.backends.Backend`: ``name``, ``description``,
     ``options_model`` (pydantic, ``extra="forbid"``), ``self_contained``,
     ``available(target=None) -> str | None`` (why it can't run here, or
     ``None``), ``lower(module, example_inputs, options)``, ``save(lowered,

@@ -34,7 +34,7 @@ def built(tmp_path_factory):
 
 
 def test_aot_matches_eager_at_other_batch_sizes_and_lengths(built):
-    import txdsl.builder as b
+    import txdsl.back.builder as b
 
     for batch, seq in ((2, 16), (1, 16), (3, 5)):
         x = b.example_inputs(built.ir, batch=batch, seq=seq, seed=batch)
@@ -46,7 +46,7 @@ def test_aot_matches_eager_at_other_batch_sizes_and_lengths(built):
 
 
 def test_aot_artifact_lists_the_package(built):
-    from txdsl.artifact import verify
+    from txdsl.back.artifact import verify
 
     manifest = verify(built.artifact)
     assert manifest.backend == "aot" and manifest.self_contained

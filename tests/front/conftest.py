@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from txdsl.errors import Source, SpecError
-from txdsl.lower import lower, lower_expr, lower_model, lower_selector, lower_stmt
+from txdsl.front.lower import lower, lower_expr, lower_model, lower_selector, lower_stmt
 
 _LOWER = {"start": lower, "model": lower_model, "stmt": lower_stmt, "selector": lower_selector,
           "expr": lower_expr}

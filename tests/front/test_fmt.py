@@ -1,4 +1,4 @@
-"""txdsl.fmt: canonical text, round trips, idempotence, parentheses, comments."""
+"""txdsl.front.fmt: canonical text, round trips, idempotence, parentheses, comments."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from txdsl.fmt import format_expr, format_spec, format_text
-from txdsl.lower import parse_text
-from txdsl.syntax import (Arg, Assign, Binary, Block, Bool, Call, Import, Index, LayerBlock, ModelDecl, Name,
+from txdsl.front.fmt import format_expr, format_spec, format_text
+from txdsl.front.lower import parse_text
+from txdsl.front.syntax import (Arg, Assign, Binary, Block, Bool, Call, Import, Index, LayerBlock, ModelDecl, Name,
                           Number, Slice, SpecFile, String, Unary)
 
 

@@ -1,12 +1,12 @@
-"""txdsl.lower: each rule group of the grammar lowers to the right syntax nodes, with spans."""
+"""txdsl.front.lower: each rule group of the grammar lowers to the right syntax nodes, with spans."""
 
 from __future__ import annotations
 
 import pytest
 
 from txdsl.errors import Source
-from txdsl.lower import lower, parse_file, parse_text
-from txdsl.syntax import (Arg, Assign, Binary, Block, Bool, Call, Import, Index, LayerBlock, ModelDecl,
+from txdsl.front.lower import lower, parse_file, parse_text
+from txdsl.front.syntax import (Arg, Assign, Binary, Block, Bool, Call, Import, Index, LayerBlock, ModelDecl,
                           Name, Number, Slice, SpecFile, String, Unary)
 
 

@@ -1,4 +1,4 @@
-"""txdsl.parser: the grammar's start rules, comment collection, friendly syntax errors, guard rails."""
+"""txdsl.front.parser: the grammar's start rules, comment collection, friendly syntax errors, guard rails."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from lark import Tree
 
 from txdsl.errors import Source, SpecError
-from txdsl.parser import GRAMMAR_PATH, MAX_DEPTH, START_RULES, parse, parse_tree
-from txdsl.source import source_from_text
+from txdsl.front.parser import GRAMMAR_PATH, MAX_DEPTH, START_RULES, parse, parse_tree
+from txdsl.front.source import source_from_text
 
 # ---------------------------------------------------------------- the grammar
 

@@ -1,4 +1,4 @@
-"""txdsl.source: every problem with a spec file is a SpecError naming the file."""
+"""txdsl.front.source: every problem with a spec file is a SpecError naming the file."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import os
 import pytest
 
 from txdsl.errors import SpecError
-from txdsl.lower import lower
-from txdsl.source import MAX_BYTES, read_source, source_from_text
-from txdsl.syntax import SpecFile
+from txdsl.front.lower import lower
+from txdsl.front.source import MAX_BYTES, read_source, source_from_text
+from txdsl.front.syntax import SpecFile
 
 
 def error_of(path) -> SpecError:

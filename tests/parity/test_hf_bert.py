@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from parity_helpers import assert_close, check_spec_parses, comp, parse_spec
-from txdsl.construct import construct
+from txdsl.back.construct import construct
 from txdsl.ir import EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
 
 transformers = pytest.importorskip("transformers")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from parity_helpers import assert_close, check_spec_parses, comp, parse_spec
-from txdsl.construct import construct
+from txdsl.back.construct import construct
 from txdsl.ir import EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
 
 VOCAB, D, HEADS, LAYERS, D_FF, CONTEXT = 60, 32, 4, 2, 64, 32

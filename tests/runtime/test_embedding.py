@@ -7,7 +7,7 @@ import math
 import torch
 
 from ir_helpers import comp, layernorm
-from txdsl.construct import construct
+from txdsl.back.construct import construct
 from txdsl.ir import EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
 from txdsl.runtime import Embedding
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ir_helpers import comp, decoder_only, encoder_decoder, encoder_only, full
-from txdsl.construct import construct
+from txdsl.back.construct import construct
 from txdsl.runtime import next_token
 
 DECODERS = {

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ir_helpers import decoder_only, encoder_decoder, full
-from txdsl.construct import construct
+from txdsl.back.construct import construct
 from txdsl.sdk.attention import AttentionMask
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from txdsl.construct import construct
+from txdsl.back.construct import construct
 from txdsl.errors import SpecError
 
 SPECS = sorted((Path(__file__).resolve().parents[2] / "specs").glob("*.tx"))
@@ -20,7 +20,7 @@ SPECS = sorted((Path(__file__).resolve().parents[2] / "specs").glob("*.tx"))
 def test_spec_models_build_on_meta(path, registry):
     import txdsl
 
-    from txdsl.estimate import estimate
+    from txdsl.front.estimate import estimate
 
     pending = []
     for ir in txdsl.parse_all(path, registry=registry):

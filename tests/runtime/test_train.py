@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ir_helpers import decoder_only
-from txdsl.construct import construct
+from txdsl.back.construct import construct
 
 VOCAB, N, SEP = 16, 8, 1  # tokens 2..15 are content, 1 separates, 0 is unused
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..backends import BackendError, BuildError, get_backend, parse_options
+from ..back.backends import BackendError, BuildError, get_backend, parse_options
 from ..registry import FAMILIES
 from .main import UsageError
 
@@ -68,7 +68,7 @@ def _describe(tensor) -> str:
 def _run_once(built) -> str:
     import torch
 
-    from ..backends import output_tensors
+    from ..back.backends import output_tensors
 
     inputs = built.example_inputs  # the shape it was lowered for: no recompilation
     with torch.no_grad():
@@ -89,7 +89,7 @@ def _shown(path: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..builder import build
+    from ..back.builder import build
 
     force = _kernels(args.kernel)
     try:

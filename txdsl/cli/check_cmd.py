@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import SpecError
-from ..resolve import parse_all
+from ..front.resolve import parse_all
 from .paths import expand
 
 

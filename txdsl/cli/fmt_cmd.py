@@ -14,9 +14,9 @@ import tempfile
 from pathlib import Path
 
 from ..errors import SpecError
-from ..fmt import format_spec
-from ..lower import lower
-from ..source import read_source, source_from_text
+from ..front.fmt import format_spec
+from ..front.lower import lower
+from ..front.source import read_source, source_from_text
 from .paths import expand
 
 

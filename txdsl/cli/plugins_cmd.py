@@ -38,7 +38,7 @@ def _registers(entries: list[str]) -> dict[str, dict[str, list[str]]]:
 
 def report(registry: Registry) -> dict[str, Any]:
     """The JSON ``txdsl plugins --json`` prints."""
-    from ..backends import backend_info
+    from ..back.backends import backend_info
 
     plugins = []
     for name in sorted(registry.plugins):

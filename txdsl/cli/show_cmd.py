@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..estimate import DTYPE_BYTES, Estimate, estimate
+from ..front.estimate import DTYPE_BYTES, Estimate, estimate
 from ..ir import ModelIR
-from ..resolve import parse_file
+from ..front.resolve import parse_file
 
 
 def add_parser(sub) -> None:
@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     ir = parse_file(args.spec, model=args.model)
     if args.tx:
-        from ..unparse import to_tx
+        from ..front.unparse import to_tx
 
         print(to_tx(ir), end="")
         return 0

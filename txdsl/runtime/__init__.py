@@ -1,7 +1,7 @@
 """The modules a built model is made of: embedding, layer, stack, model, and decoding.
 
 Components (attention, norms, FFNs, positions, heads) come from plugins;
-these modules wire them together. :func:`txdsl.construct.construct` builds
+these modules wire them together. :func:`txdsl.back.construct.construct` builds
 them from a model IR.
 """
 

@@ -24,7 +24,7 @@ from .stack import Stack
 
 if TYPE_CHECKING:
     from ..ir import ModelIR
-    from ..select import KernelPlan
+    from ..back.select import KernelPlan
 
 LOGIT_HEADS = ("lm", "mlm")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Union
 
 from . import syntax as s
-from .errors import SpecError, Span, did_you_mean
+from ..errors import SpecError, Span, did_you_mean
 
 MAX_INT = 2**63  # a spec value beyond int64 is a mistake, not a model
 

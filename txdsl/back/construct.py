@@ -25,12 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import SpecError
-from .ir import Component, LayerIR, ModelIR, StackIR
-from .registry import Registry, get_registry
-from .runtime import Embedding, Layer, Stack, TxModel
-from .dims import base_dims, component_args as _args, iter_components, stack_dims  # noqa: F401
-from .sdk import ArgError, BuildContext, Dims, Target
+from ..errors import SpecError
+from ..ir import Component, LayerIR, ModelIR, StackIR
+from ..registry import Registry, get_registry
+from ..runtime import Embedding, Layer, Stack, TxModel
+from ..front.dims import base_dims, component_args as _args, iter_components, stack_dims  # noqa: F401
+from ..sdk import ArgError, BuildContext, Dims, Target
 from .select import KernelPlan, select
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
@@ -172,7 +172,7 @@ def construct(ir: ModelIR, plan: KernelPlan | None = None, *, target: Target | N
               init_std: float | None = 0.02) -> TxModel:
     """Build ``ir`` into a :class:`TxModel` with the implementations of ``plan``.
 
-    ``plan`` ``None``: :func:`txdsl.select.select` for ``target`` (with ``force``).
+    ``plan`` ``None``: :func:`txdsl.back.select.select` for ``target`` (with ``force``).
     ``device``/``dtype`` default to the target's; ``device="meta"`` allocates
     nothing (for estimates). ``init_std``: see :func:`init_weights`
     (``None`` keeps every module's own initialisation). The model is returned

@@ -1,8 +1,8 @@
 """The surface syntax tree: what a .tx file says, before any meaning is given.
 
-``txdsl.lower`` builds these nodes from Lark's parse tree; ``txdsl.resolve``
+``txdsl.front.lower`` builds these nodes from Lark's parse tree; ``txdsl.front.resolve``
 gives them meaning (imports, extends, expressions, per-layer overrides);
-``txdsl.fmt`` prints them back as canonical text. Nodes are frozen
+``txdsl.front.fmt`` prints them back as canonical text. Nodes are frozen
 dataclasses; every node keeps its :class:`~txdsl.errors.Span`, which takes no
 part in equality, so two spellings of the same spec compare equal.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from .errors import Source, Span
+from ..errors import Source, Span
 
 
 def _span() -> Span:  # keyword-only span, excluded from == and repr

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from txdsl.artifact import (ArtifactError, MANIFEST, WeightsError, load_weights, read_manifest,
+from txdsl.back.artifact import (ArtifactError, MANIFEST, WeightsError, load_weights, read_manifest,
                             save_weights, verify)
 
 SPEC = """\
@@ -234,7 +234,7 @@ def _leftovers(parent):
 @pytest.mark.parametrize("stage", ["weights", "backend"])
 def test_a_failed_write_keeps_the_old_artifact(copy, monkeypatch, stage):
     import txdsl
-    import txdsl.artifact as art
+    import txdsl.back.artifact as art
     from txdsl.registry import get_registry
 
     before = (copy / MANIFEST).read_text()
@@ -261,7 +261,7 @@ def test_a_failed_build_leaves_no_artifact(tmp_path, monkeypatch):
         raise RuntimeError("the lowering broke")
 
     monkeypatch.setattr(get_registry().backends["eager"], "lower", boom)
-    with pytest.raises(txdsl.builder.BackendError, match="backend 'eager' failed to lower tiny: "
+    with pytest.raises(txdsl.back.builder.BackendError, match="backend 'eager' failed to lower tiny: "
                                                        "RuntimeError: the lowering broke"):
         txdsl.build(SPEC, output=tmp_path / "art", progress=False)
     assert list(tmp_path.iterdir()) == []

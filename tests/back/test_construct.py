@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ir_helpers import comp, decoder_only, encoder_decoder, encoder_only, full, layernorm
-from txdsl.construct import construct, iter_components
+from txdsl.back.construct import construct, iter_components
 from txdsl.errors import SpecError
 from txdsl.ir import EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
 
@@ -16,9 +16,9 @@ def n_params(model: torch.nn.Module) -> int:
 
 
 def expected_params(ir: ModelIR, registry) -> int:
-    """``txdsl.estimate`` when it exists, else the components' own ``param_count``."""
+    """``txdsl.front.estimate`` when it exists, else the components' own ``param_count``."""
     try:
-        from txdsl.estimate import estimate
+        from txdsl.front.estimate import estimate
     except ImportError:
         estimate = None
     if estimate is not None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import syntax as s
-from .errors import ErrorSink, SpecError, did_you_mean
+from ..errors import ErrorSink, SpecError, did_you_mean
 from .expr import ComponentValue, Scope, Value, evaluate
-from .ir import Component, EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
+from ..ir import Component, EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
 from .patterns import select_layers, sharing
 from .loader import FileScope, Loader
 from .merge import EMBEDDING_FIELDS, STACK_FIELDS, BlockConfig, ModelConfig, Slot, linearize, merge
-from .registry import Registry, get_registry
+from ..registry import Registry, get_registry
 from .source import source_from_text
 from .validate import validate
 from .values import as_bool, as_component_value, as_float, as_int, as_symbol, to_component

@@ -15,7 +15,7 @@ import os
 import stat
 from os import PathLike
 
-from .errors import Source, Span, SpecError
+from ..errors import Source, Span, SpecError
 
 __all__ = ["MAX_BYTES", "check_size", "read_source", "source_from_text"]
 

@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-from .errors import ErrorSink, SpecError
-from .ir import Component, ModelIR, StackIR
+from ..errors import ErrorSink, SpecError
+from ..ir import Component, ModelIR, StackIR
 from .dims import base_dims, stack_dims
-from .registry import Registry, get_registry
-from .sdk.args import ArgError, Dims
+from ..registry import Registry, get_registry
+from ..sdk.args import ArgError, Dims
 
 ACTS = {"embedding": "is added to the embeddings", "qk": "transforms queries and keys",
         "bias": "adds a bias to the attention scores", "scores": "adds terms to the attention scores"}
@@ -22,7 +22,7 @@ ACTS = {"embedding": "is added to the embeddings", "qk": "transforms queries and
 
 def dims_for(ir: ModelIR, *, width: int | None = None, stack: StackIR | None = None,
              registry: Registry | None = None) -> Dims:
-    """The :class:`Dims` a component of ``ir`` is built with (see :mod:`txdsl.dims`)."""
+    """The :class:`Dims` a component of ``ir`` is built with (see :mod:`txdsl.front.dims`)."""
     registry = registry or get_registry()
     base = base_dims(ir, registry)
     if stack is not None:

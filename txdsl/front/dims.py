@@ -16,10 +16,10 @@ from typing import Iterator
 
 from pydantic import ValidationError
 
-from .errors import SpecError
-from .ir import Component, ModelIR, StackIR
-from .registry import Registry, get_registry
-from .sdk import ComponentArgs, Dims
+from ..errors import SpecError
+from ..ir import Component, ModelIR, StackIR
+from ..registry import Registry, get_registry
+from ..sdk import ComponentArgs, Dims
 
 
 def component_args(registry: Registry, comp: Component) -> ComponentArgs:
@@ -41,7 +41,7 @@ def base_dims(ir: ModelIR, registry: Registry) -> Dims:
     """The model-wide dimensions (``width`` = ``d_model``).
 
     ``context``: the model's ``context`` parameter (the spec's own word wins,
-    as in :func:`txdsl.validate.dims_for`); else the tokens the embedding
+    as in :func:`txdsl.front.validate.dims_for`); else the tokens the embedding
     position covers: its ``max_len`` less the rows an offset reserves
     (RoBERTa's positions start at ``padding_idx + 1``: 514 rows hold 512 tokens).
     """

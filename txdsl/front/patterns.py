@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 
 from . import syntax as s
-from .errors import SpecError
+from ..errors import SpecError
 from .expr import ComponentValue, Scope, Symbol, Value, evaluate
-from .ir import LayerIR
+from ..ir import LayerIR
 from .merge import Slot
 from .values import as_int
 

@@ -8,12 +8,12 @@ import json
 import pytest
 
 from ir_helpers import comp, decoder_only
-from txdsl.construct import construct
+from txdsl.back.construct import construct
 from txdsl.errors import SpecError
 from txdsl.hookspecs import hookimpl
 from txdsl.plugins import load_registry
 from txdsl.sdk import Target, Targets
-from txdsl.select import KernelPlan, select
+from txdsl.back.select import KernelPlan, select
 from txdsl_attention import FullArgs, ReferenceAttention
 from txdsl_norms import RMSNormArgs
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .ir import Component, ModelIR, StackIR
-from .registry import Registry, get_registry
-from .sdk.args import Dims
+from ..ir import Component, ModelIR, StackIR
+from ..registry import Registry, get_registry
+from ..sdk.args import Dims
 from .validate import dims_for
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}

@@ -38,9 +38,9 @@ if TYPE_CHECKING:
     from torch import nn
 
     from .backends import Backend
-    from .ir import ModelIR
-    from .registry import Registry
-    from .sdk.targets import Target
+    from ..ir import ModelIR
+    from ..registry import Registry
+    from ..sdk.targets import Target
 
 FORMAT = "txdsl-artifact"
 FORMAT_VERSION = 1
@@ -93,7 +93,7 @@ class Manifest(_Strict):
     model: str
     ir: dict[str, Any]
     ir_hash: str  # sha256 of the IR's canonical JSON (ModelIR.hash())
-    plan: dict[str, Any] | None  # the kernel plan (txdsl.select.KernelPlan)
+    plan: dict[str, Any] | None  # the kernel plan (txdsl.back.select.KernelPlan)
     backend: str
     backend_options: dict[str, Any]
     self_contained: bool  # the backend's files run without spec, plugins or weights
@@ -210,7 +210,7 @@ def check_destination(destination: str | os.PathLike) -> Path:
 def _versions(registry: "Registry | None") -> Versions:
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     plugins = {}
     if registry is not None:
@@ -354,7 +354,7 @@ class Artifact:
 
     @property
     def ir(self) -> "ModelIR":
-        from .ir import ModelIR
+        from ..ir import ModelIR
 
         return ModelIR.model_validate(self.manifest.ir)
 
@@ -378,7 +378,7 @@ def load_artifact(directory: str | os.PathLike, *, backend: str | None = None,
     if options is None and same:
         options = manifest.backend_options
     if registry is None:
-        from .registry import get_registry
+        from ..registry import get_registry
 
         registry = get_registry()
     chosen = get_backend(name, registry)
@@ -402,7 +402,7 @@ def load_artifact(directory: str | os.PathLike, *, backend: str | None = None,
 
 def _rebuild(directory: Path, manifest: Manifest, target: "Target", registry: "Registry") -> Any:
     from .construct import construct
-    from .ir import ModelIR
+    from ..ir import ModelIR
     from .select import KernelPlan, select
 
     ir = ModelIR.model_validate(manifest.ir)

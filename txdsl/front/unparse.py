@@ -15,7 +15,7 @@ from typing import Any
 
 from . import syntax as s
 from .fmt import format_spec
-from .ir import Component, LayerIR, ModelIR, StackIR
+from ..ir import Component, LayerIR, ModelIR, StackIR
 
 LAYER_FIELDS = ("residual", "norm", "attention", "cross_attention", "ffn", "dropout")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

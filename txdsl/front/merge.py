@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import syntax as s
-from .errors import ErrorSink, Span, SpecError, did_you_mean
+from ..errors import ErrorSink, Span, SpecError, did_you_mean
 from .loader import FileScope
 
 STACKS = ("encoder", "decoder")

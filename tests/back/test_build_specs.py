@@ -35,7 +35,7 @@ import txdsl
 from txdsl.backends import output_tensors
 from txdsl.errors import SpecError
 
-SPECS = Path(__file__).resolve().parents[1] / "specs"
+SPECS = Path(__file__).resolve().parents[2] / "specs"
 SPEC_FILES = sorted(SPECS.glob("*.tx"))
 NOT_IMPLEMENTED = "has no implementation yet"
 TOL = {"rtol": 1e-4, "atol": 1e-4}  # float32
@@ -78,7 +78,7 @@ def tiny_ir(path: Path, name: str) -> txdsl.ModelIR:
 
 @pytest.mark.parametrize("path,name", MODELS, ids=IDS)
 def test_shrunk_model_keeps_the_structure(path, name):
-    from txdsl.estimate import estimate
+    from txdsl.front.estimate import estimate
 
     full, tiny = full_ir(path, name), tiny_ir(path, name)
     text = tiny_text(path, name)

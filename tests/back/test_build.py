@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from txdsl.artifact import WeightsError, read_manifest, save_weights
+from txdsl.back.artifact import WeightsError, read_manifest, save_weights
 from txdsl.backends import BackendError, BuildError
 
 
@@ -209,7 +209,7 @@ def test_output_may_depend_on_the_model_name(spec, tmp_path):
 
 
 def test_example_inputs_match_the_model_kind():
-    from txdsl.builder import example_inputs
+    from txdsl.back.builder import example_inputs
 
     t5 = _build(ENC_DEC)
     x = t5.example()
@@ -223,16 +223,16 @@ def test_example_inputs_match_the_model_kind():
 
 def test_txdsl_build_is_the_function(spec):
     import txdsl
-    import txdsl.builder  # noqa: F401  (the module has its own name)
+    import txdsl.back.builder  # noqa: F401  (the module has its own name)
 
     assert callable(txdsl.build)
     assert txdsl.build(spec, progress=False).ir.name == "tiny"
-    assert txdsl.load.__module__ == "txdsl.artifact"
+    assert txdsl.load.__module__ == "txdsl.back.artifact"
 
 
 def test_load_with_another_backend(spec, tmp_path):
     import txdsl
-    from txdsl.artifact import load_artifact
+    from txdsl.back.artifact import load_artifact
 
     built = _build(spec, output=tmp_path / "a")
     art = load_artifact(tmp_path / "a", backend="inductor", options={"warmup": False})
@@ -324,5 +324,5 @@ def test_a_model_too_big_for_memory_is_refused_before_allocating():
     spec = ('import "llama.tx"\nmodel huge extends llama { d_model = 16384; heads = 128; '
             'kv_heads = 8; layers = 126; d_ff = 53248; vocab = 128256 }')
     with pytest.raises(BuildError, match=r"huge needs 1511\.9 GiB for its weights in float32"):
-        txdsl.build(spec, base_dir=Path(__file__).resolve().parent.parent / "specs",
+        txdsl.build(spec, base_dir=Path(__file__).resolve().parents[2] / "specs",
                     progress=False)

@@ -14,10 +14,10 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import SpecError, did_you_mean
-from .ir import Component, ModelIR
-from .registry import FAMILIES, Registry
-from .sdk.targets import Target
+from ..errors import SpecError, did_you_mean
+from ..ir import Component, ModelIR
+from ..registry import FAMILIES, Registry
+from ..sdk.targets import Target
 
 
 class Candidate(BaseModel):
@@ -131,7 +131,7 @@ def select(ir: ModelIR, target: Target | None = None, *, registry: Registry | No
     implementation that can run on ``target``, or a forced one is unknown.
     """
     if registry is None:
-        from .registry import get_registry
+        from ..registry import get_registry
 
         registry = get_registry()
     target = target or Target()

@@ -3,8 +3,8 @@
 The grammar is ``grammars/tx.lark`` (loaded through :data:`GRAMMAR_PATH`);
 the LALR parser is built once. :func:`parse` returns the tree and the
 comments (collected by a lexer callback so ``txdsl fmt`` can print them
-back); :func:`parse_tree` returns the tree alone. ``txdsl.lower`` turns the
-tree into ``txdsl.syntax`` nodes.
+back); :func:`parse_tree` returns the tree alone. ``txdsl.front.lower`` turns the
+tree into ``txdsl.front.syntax`` nodes.
 
 Guard rails, checked before anything walks the tree recursively: brackets,
 blocks and operator chains nested more than :data:`MAX_DEPTH` levels are a
@@ -25,7 +25,7 @@ from pathlib import Path
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from .errors import Source, Span, SpecError
+from ..errors import Source, Span, SpecError
 from .source import check_size
 
 __all__ = ["GRAMMAR_PATH", "MAX_DEPTH", "START_RULES", "ParseResult", "parse", "parse_tree"]

@@ -1,13 +1,13 @@
-"""Lower Lark's parse tree to the surface syntax tree of ``txdsl.syntax``.
+"""Lower Lark's parse tree to the surface syntax tree of ``txdsl.front.syntax``.
 
 :func:`lower` parses a :class:`~txdsl.errors.Source` and builds a
-:class:`~txdsl.syntax.SpecFile`, giving every node the
+:class:`~txdsl.front.syntax.SpecFile`, giving every node the
 :class:`~txdsl.errors.Span` of the text it came from (and calls, models and
 their bases the span of their name). Literals are decoded here: integers
 (``50_257``) to ``int``, floats (``1e-5``) to ``float``, strings with their
 escapes. A bad escape or a number out of range is a SpecError at its place.
 
-The parser refuses nesting deeper than ``txdsl.parser.MAX_DEPTH`` before
+The parser refuses nesting deeper than ``txdsl.front.parser.MAX_DEPTH`` before
 this module sees a tree, so plain recursion (one frame per level) is safe.
 """
 
@@ -19,7 +19,7 @@ from os import PathLike
 
 from lark import Token, Tree
 
-from .errors import Source, Span, SpecError
+from ..errors import Source, Span, SpecError
 from .parser import parse
 from .source import read_source, source_from_text
 from .syntax import (Arg, Assign, Binary, Block, Bool, Call, Comment, Expr, Import, Index, LayerBlock,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import syntax as s
-from .errors import ErrorSink, Source, SpecError
+from ..errors import ErrorSink, Source, SpecError
 from .lower import lower
 from .source import read_source
 

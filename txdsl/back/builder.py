@@ -27,14 +27,14 @@ from .artifact import (ArtifactError, WeightsError, check_destination, load_weig
                        write_artifact)
 from .backends import (BackendError, BuildError, check_available, get_backend, input_spec,
                        make_target, parse_options)
-from .errors import SpecError
-from .ir import ModelIR
-from .sdk.targets import Target
+from ..errors import SpecError
+from ..ir import ModelIR
+from ..sdk.targets import Target
 
 if TYPE_CHECKING:
     import torch
 
-    from .registry import Registry
+    from ..registry import Registry
     from .select import KernelPlan
 
 __all__ = ["ArtifactError", "BackendError", "Built", "BuildError", "WeightsError", "build",
@@ -73,7 +73,7 @@ class Built:
 def _context(ir: ModelIR, registry: "Registry | None") -> int | None:
     """The longest input the model takes: what construction builds the positions for."""
     from .construct import base_dims
-    from .registry import get_registry
+    from ..registry import get_registry
 
     return base_dims(ir, registry or get_registry()).context
 
@@ -163,9 +163,9 @@ class _Stages:
 def _spec_text(text: str, path: str) -> str:
     """The canonical (``txdsl fmt``) form of ``text``, or ``text`` if it can't be formatted."""
     try:
-        from .fmt import format_spec
-        from .lower import lower
-        from .source import source_from_text
+        from ..front.fmt import format_spec
+        from ..front.lower import lower
+        from ..front.source import source_from_text
 
         return format_spec(lower(source_from_text(text, path)))
     except Exception:  # formatting is a nicety: keep the source as written
@@ -175,7 +175,7 @@ def _spec_text(text: str, path: str) -> str:
 def _resolve(spec: Any, model: str | None, registry: "Registry", base_dir: Any = None,
              ) -> tuple[ModelIR, str | None, str | None]:
     """(IR, spec text for the artifact or None, spec path or None)."""
-    from .resolve import parse, parse_file
+    from ..front.resolve import parse, parse_file
 
     if isinstance(spec, ModelIR):
         return spec, None, None
@@ -212,7 +212,7 @@ def available_memory(device: str) -> int | None:
 
 def check_memory(ir: ModelIR, dtype: str, device: str, registry: "Registry") -> None:
     """Refuse, before allocating, a model whose weights alone can't fit in memory."""
-    from .estimate import DTYPE_BYTES, estimate
+    from ..front.estimate import DTYPE_BYTES, estimate
 
     need = estimate(ir, registry=registry).params * DTYPE_BYTES.get(dtype, 4)
     free = available_memory(device)
@@ -249,7 +249,7 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
     import torch
 
     from .construct import construct
-    from .registry import get_registry
+    from ..registry import get_registry
     from .select import select
 
     registry = registry or get_registry()

@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import ErrorSink, Span, SpecError, did_you_mean
+from ..errors import ErrorSink, Span, SpecError, did_you_mean
 from .expr import ComponentValue, Scope, Symbol, Value, describe
-from .ir import Component
-from .registry import Registry
+from ..ir import Component
+from ..registry import Registry
 
 
 def as_int(v: Value, span: Span | None, what: str, minimum: int = 1, scope: Scope | None = None) -> int:

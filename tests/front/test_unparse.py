@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 import txdsl
-from txdsl.unparse import to_tx
+from txdsl.front.unparse import to_tx
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+SPECS = Path(__file__).resolve().parents[2] / "specs"
 MODELS = [(p.name, ir.name) for p in sorted(SPECS.glob("*.tx")) for ir in txdsl.parse_all(p)]
 
 
