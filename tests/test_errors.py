@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from txdsl.cli import main
-from txdsl.registry import get_registry
+from txdsl.plugins import get_registry
 
 HERE = Path(__file__).parent / "errors"
 CASES = sorted(p.stem for p in HERE.glob("*.tx"))

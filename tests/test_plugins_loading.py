@@ -161,7 +161,7 @@ def test_txdsl_trace_plugins_logs_hook_calls(site, monkeypatch, caplog):
 
 @pytest.fixture
 def fresh_registry():
-    from txdsl.registry import get_registry
+    from txdsl.plugins import get_registry
 
     get_registry.cache_clear()
     yield

@@ -14,6 +14,7 @@ import torch
 
 import txdsl
 from txdsl.front.estimate import estimate
+from txdsl.plugins import get_registry
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -30,7 +31,7 @@ PUBLISHED = {  # (file, model): parameters, as published or as the reference cla
 
 
 def count(file: str, model: str) -> int:
-    return estimate(txdsl.parse_file(SPECS / file, model=model)).params
+    return estimate(txdsl.parse_file(SPECS / file, model=model), get_registry()).params
 
 
 @pytest.mark.parametrize("spec", sorted(p.name for p in SPECS.glob("*.tx")))
@@ -38,7 +39,7 @@ def test_every_model_in_every_spec_resolves(spec):
     irs = txdsl.parse_all(SPECS / spec)
     assert irs, spec
     for ir in irs:
-        est = estimate(ir)
+        est = estimate(ir, get_registry())
         assert est.params > 0 and est.flops_per_token > 0 and not est.unknown
 
 

@@ -22,7 +22,7 @@ def __getattr__(name: str):  # build/load pull in torch: import them lazily
     if name == "build":
         from .back.builder import build as value
     elif name == "load":
-        from .back.artifact import load as value
+        from .back.load import load as value
     else:
         raise AttributeError(f"module 'txdsl' has no attribute {name!r}")
     globals()[name] = value

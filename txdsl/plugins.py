@@ -12,6 +12,7 @@ Environment:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -112,3 +113,13 @@ def _call(registry: Registry, hookimpl: Any, family: str) -> None:
 def plugin_module(name: str) -> ModuleType:
     """Import a plugin module by name (used by tests and ``txdsl plugins``)."""
     return importlib.import_module(name)
+
+
+@functools.lru_cache(maxsize=1)
+def get_registry() -> Registry:
+    """The registry filled by the installed plugins (loaded once per process).
+
+    Only the public entry points (``txdsl.parse*``, ``txdsl.build``,
+    ``txdsl.load``, the CLI) call this; every stage receives its registry.
+    """
+    return load_registry()

@@ -7,7 +7,6 @@ kind's implementations, the CLI for everything (``txdsl plugins``).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -111,10 +110,3 @@ class Registry:
     def all(self) -> list[Implementation]:
         return [i for impls in self._impls.values() for i in impls]
 
-
-@functools.lru_cache(maxsize=1)
-def get_registry() -> Registry:
-    """The registry filled by the installed plugins (loaded once per process)."""
-    from .plugins import load_registry
-
-    return load_registry()

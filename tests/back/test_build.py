@@ -208,15 +208,15 @@ def test_output_may_depend_on_the_model_name(spec, tmp_path):
     assert built.artifact == (tmp_path / "artifacts" / "tiny").absolute()
 
 
-def test_example_inputs_match_the_model_kind():
-    from txdsl.back.builder import example_inputs
+def test_example_inputs_match_the_model_kind(registry):
+    from txdsl.back.inputs import example_inputs
 
     t5 = _build(ENC_DEC)
     x = t5.example()
     assert set(x) == {"input_ids", "decoder_input_ids"} and x["input_ids"].shape == (1, 16)
     assert t5(**x).logits.shape == (1, 16, 64)
     vit = _build(VIT)
-    x = example_inputs(vit.ir, batch=2)
+    x = example_inputs(vit.ir, registry, batch=2)
     assert set(x) == {"pixel_values"} and x["pixel_values"].shape == (2, 3, 32, 32)
     assert vit(**x).logits.shape == (2, 10)
 
@@ -227,12 +227,12 @@ def test_txdsl_build_is_the_function(spec):
 
     assert callable(txdsl.build)
     assert txdsl.build(spec, progress=False).ir.name == "tiny"
-    assert txdsl.load.__module__ == "txdsl.back.artifact"
+    assert txdsl.load.__module__ == "txdsl.back.load"
 
 
 def test_load_with_another_backend(spec, tmp_path):
     import txdsl
-    from txdsl.back.artifact import load_artifact
+    from txdsl.back.load import load_artifact
 
     built = _build(spec, output=tmp_path / "a")
     art = load_artifact(tmp_path / "a", backend="inductor", options={"warmup": False})

@@ -22,7 +22,7 @@ def expected_params(ir: ModelIR, registry) -> int:
     except ImportError:
         estimate = None
     if estimate is not None:
-        return estimate(ir, registry=registry).params
+        return estimate(ir, registry).params
     e = ir.embedding
     total = (e.tokens or 0) * e.size + e.token_types * e.size + (e.size if e.cls_token else 0)
     if e.size != ir.d_model:

@@ -34,10 +34,10 @@ def built(tmp_path_factory):
 
 
 def test_aot_matches_eager_at_other_batch_sizes_and_lengths(built):
-    import txdsl.back.builder as b
+    from txdsl.back.inputs import example_inputs
 
     for batch, seq in ((2, 16), (1, 16), (3, 5)):
-        x = b.example_inputs(built.ir, batch=batch, seq=seq, seed=batch)
+        x = example_inputs(built.ir, built.registry, batch=batch, seq=seq, seed=batch)
         with torch.no_grad():
             want = built.module(**x).logits
         got = built(**x)
@@ -46,9 +46,9 @@ def test_aot_matches_eager_at_other_batch_sizes_and_lengths(built):
 
 
 def test_aot_artifact_lists_the_package(built):
-    from txdsl.back.artifact import verify
+    from txdsl.back.artifact import check_integrity
 
-    manifest = verify(built.artifact)
+    manifest = check_integrity(built.artifact)
     assert manifest.backend == "aot" and manifest.self_contained
     assert set(manifest.files) == {"model.pt2", "weights.safetensors", "spec.tx"}
     assert manifest.backend_options == {"dynamic": True, "strict": False, "inductor_configs": {}}
@@ -90,7 +90,7 @@ def test_txdsl_load_runs_the_package_without_component_plugins(built, tmp_path):
     script = textwrap.dedent(f"""
         import torch, txdsl
         from safetensors.torch import load_file
-        from txdsl.registry import get_registry
+        from txdsl.plugins import get_registry
         io = load_file({str(tmp_path / 'io.st')!r})
         model = txdsl.load({str(built.artifact)!r})
         out = model(input_ids=io["input_ids"])

@@ -31,7 +31,7 @@ def test_spec_models_build_on_meta(path, registry):
                 raise
             pending.append(f"{ir.name}: {err.message}")
             continue
-        assert sum(p.numel() for p in model.parameters()) == estimate(ir, registry=registry).params
+        assert sum(p.numel() for p in model.parameters()) == estimate(ir, registry).params
 
         kw: dict = {}
         if ir.embedding.patches is not None:

@@ -25,14 +25,13 @@ import os
 import platform
 import shutil
 import tempfile
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .backends import BuildError, check_available, get_backend, make_target, parse_options
+from .backends import BuildError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -296,7 +295,7 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
 
 
 def read_manifest(directory: str | os.PathLike) -> Manifest:
-    """Parse ``manifest.json`` (no file checks; see :func:`verify`)."""
+    """Parse ``manifest.json`` (no file checks; see :func:`check_integrity`)."""
     path = Path(directory) / MANIFEST
     if not Path(directory).is_dir():
         raise ArtifactError(f"{directory}: no such artifact directory")
@@ -320,7 +319,7 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
         raise ArtifactError(f"{path}: invalid manifest: {where}: {first['msg']}") from None
 
 
-def verify(directory: str | os.PathLike) -> Manifest:
+def check_integrity(directory: str | os.PathLike) -> Manifest:
     """Read the manifest and check every file it lists, and the IR, against their hashes."""
     directory = Path(directory)
     manifest = read_manifest(directory)
@@ -340,91 +339,3 @@ def verify(directory: str | os.PathLike) -> Manifest:
         raise ArtifactError(f"{directory / MANIFEST}: IR hash mismatch (the IR in the manifest "
                             f"was changed after the build)")
     return manifest
-
-
-@dataclass
-class Artifact:
-    """A loaded artifact: ``module`` is what to call (lowered for its backend)."""
-
-    path: Path
-    manifest: Manifest
-    module: Any
-    model: Any  # the rebuilt TxModel, or None when a self-contained backend ran alone
-    backend: str
-
-    @property
-    def ir(self) -> "ModelIR":
-        from ..ir import ModelIR
-
-        return ModelIR.model_validate(self.manifest.ir)
-
-
-def load_artifact(directory: str | os.PathLike, *, backend: str | None = None,
-                  device: str | None = None, options: Any = None,
-                  registry: "Registry | None" = None) -> Artifact:
-    """Verify and load an artifact.
-
-    ``backend``: ``None`` runs it as built (a self-contained backend, such as
-    ``aot``, loads its files alone, without the spec or plugins); another name
-    rebuilds the model from the manifest's IR and weights and lowers it with
-    that backend (``"eager"``: the plain module). ``device`` overrides the
-    device it was built for; ``options`` the backend options (default: those
-    of the build for its own backend, the defaults for another).
-    """
-    directory = Path(directory)
-    manifest = verify(directory)
-    name = backend or manifest.backend
-    same = name == manifest.backend
-    if options is None and same:
-        options = manifest.backend_options
-    if registry is None:
-        from ..registry import get_registry
-
-        registry = get_registry()
-    chosen = get_backend(name, registry)
-    opts = parse_options(chosen, options)
-    target = make_target(device or manifest.device, manifest.dtype, name)
-    check_available(chosen, target)
-    if same and manifest.self_contained and target.device == manifest.device:
-        return Artifact(directory, manifest, chosen.load(directory, None, opts), None, name)
-
-    model = _rebuild(directory, manifest, target, registry)
-    if same and hasattr(chosen, "load"):
-        runnable = chosen.load(directory, model, opts)
-    else:
-        from .builder import example_inputs
-
-        ir = Artifact(directory, manifest, None, None, name).ir
-        example = example_inputs(ir, batch=2, device=target.device, dtype=manifest.dtype)
-        runnable = chosen.lower(model, example, opts)
-    return Artifact(directory, manifest, runnable, model, name)
-
-
-def _rebuild(directory: Path, manifest: Manifest, target: "Target", registry: "Registry") -> Any:
-    from .construct import construct
-    from ..ir import ModelIR
-    from .select import KernelPlan, select
-
-    ir = ModelIR.model_validate(manifest.ir)
-    try:
-        plan = KernelPlan.model_validate(manifest.plan) if manifest.plan else None
-    except ValidationError:
-        plan = None
-    if plan is None:
-        plan = select(ir, target, registry=registry)
-    model = construct(ir, plan, target=target, registry=registry, device=target.device,
-                      dtype=manifest.dtype)
-    try:
-        load_weights(model, directory / manifest.weights.file)
-    except WeightsError as exc:
-        raise ArtifactError(str(exc)) from None
-    return model.eval()
-
-
-def load(directory: str | os.PathLike, *, backend: str | None = None,
-         device: str | None = None) -> Any:
-    """Load an artifact directory: the model, ready to call with keyword inputs.
-
-    See :func:`load_artifact` (which also returns the manifest).
-    """
-    return load_artifact(directory, backend=backend, device=device).module

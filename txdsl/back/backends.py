@@ -78,12 +78,8 @@ class Backend(Protocol):
 # ---------------------------------------------------------------- finding one
 
 
-def get_backend(name: str, registry: "Registry | None" = None) -> Backend:
+def get_backend(name: str, registry: "Registry") -> Backend:
     """The backend registered as ``name``; :class:`BackendError` listing the installed ones."""
-    if registry is None:
-        from ..registry import get_registry
-
-        registry = get_registry()
     try:
         backend = registry.backends[name]
     except KeyError:

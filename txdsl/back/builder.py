@@ -27,6 +27,7 @@ from .artifact import (ArtifactError, WeightsError, check_destination, load_weig
                        write_artifact)
 from .backends import (BackendError, BuildError, check_available, get_backend, input_spec,
                        make_target, parse_options)
+from .inputs import example_inputs
 from ..errors import SpecError
 from ..ir import ModelIR
 from ..sdk.targets import Target
@@ -37,8 +38,7 @@ if TYPE_CHECKING:
     from ..registry import Registry
     from .select import KernelPlan
 
-__all__ = ["ArtifactError", "BackendError", "Built", "BuildError", "WeightsError", "build",
-           "example_inputs"]
+__all__ = ["ArtifactError", "BackendError", "Built", "BuildError", "WeightsError", "build"]
 
 log = logging.getLogger("txdsl.build")
 
@@ -55,6 +55,7 @@ class Built:
     options: BaseModel
     target: Target
     example_inputs: dict[str, "torch.Tensor"]  # what it was lowered with (batch 2)
+    registry: "Registry"
     artifact: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
@@ -63,58 +64,8 @@ class Built:
 
     def example(self, batch: int = 1, seed: int = 0) -> dict[str, "torch.Tensor"]:
         """Small random inputs of the right kind for this model (see :func:`example_inputs`)."""
-        return example_inputs(self.ir, batch=batch, device=self.target.device,
+        return example_inputs(self.ir, self.registry, batch=batch, device=self.target.device,
                               dtype=self.target.dtype, seed=seed)
-
-
-# ---------------------------------------------------------------- inputs
-
-
-def _context(ir: ModelIR, registry: "Registry | None") -> int | None:
-    """The longest input the model takes: what construction builds the positions for."""
-    from .construct import base_dims
-    from ..registry import get_registry
-
-    return base_dims(ir, registry or get_registry()).context
-
-
-def _vocab(ir: ModelIR) -> int:
-    vocab = ir.embedding.tokens or ir.params.get("vocab")
-    if not isinstance(vocab, int) or isinstance(vocab, bool):
-        raise BuildError(f"model '{ir.name}' has no token vocabulary to draw input ids from")
-    return vocab
-
-
-def example_inputs(ir: ModelIR, *, batch: int = 1, seq: int | None = None,
-                   device: str = "cpu", dtype: str = "float32", seed: int = 0,
-                   registry: "Registry | None" = None) -> dict[str, "torch.Tensor"]:
-    """Small random inputs of the right kind for ``ir``, keyed like the model's call.
-
-    ``input_ids`` ``(batch, min(16, context))`` for token models,
-    ``pixel_values`` ``(batch, channels, image, image)`` for image models, and
-    ``decoder_input_ids`` besides for encoder-decoder models.
-    """
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    ctx = _context(ir, registry)
-    seq = seq or (min(16, ctx) if ctx else 16)
-    out: dict[str, torch.Tensor] = {}
-    patches = ir.embedding.patches
-    if patches is not None:
-        image = patches.args.get("image", patches.args.get("image_size"))
-        channels = patches.args.get("channels", 3)
-        if not isinstance(image, int):
-            raise BuildError(f"patches '{patches.kind}' has no integer 'image' size to make "
-                             "example pixel_values from")
-        out["pixel_values"] = torch.randn(batch, channels, image, image, generator=g).to(
-            device=device, dtype=getattr(torch, dtype))
-    else:
-        out["input_ids"] = torch.randint(0, _vocab(ir), (batch, seq), generator=g).to(device)
-    if ir.is_encoder_decoder:
-        out["decoder_input_ids"] = torch.randint(0, _vocab(ir), (batch, seq),
-                                                 generator=g).to(device)
-    return out
 
 
 # ---------------------------------------------------------------- progress
@@ -214,7 +165,7 @@ def check_memory(ir: ModelIR, dtype: str, device: str, registry: "Registry") -> 
     """Refuse, before allocating, a model whose weights alone can't fit in memory."""
     from ..front.estimate import DTYPE_BYTES, estimate
 
-    need = estimate(ir, registry=registry).params * DTYPE_BYTES.get(dtype, 4)
+    need = estimate(ir, registry).params * DTYPE_BYTES.get(dtype, 4)
     free = available_memory(device)
     if free is not None and need > free:
         gib = 1024**3
@@ -249,10 +200,12 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
     import torch
 
     from .construct import construct
-    from ..registry import get_registry
     from .select import select
 
-    registry = registry or get_registry()
+    if registry is None:  # a public entry point: the installed plugins
+        from ..plugins import get_registry
+
+        registry = get_registry()
     chosen = get_backend(backend, registry)
     opts = parse_options(chosen, options)
     target = make_target(device, dtype, backend)
@@ -289,8 +242,7 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
         module.eval()
 
     with stages("lower", f"lowering with {backend}"):
-        example = example_inputs(ir, batch=2, device=device, dtype=dtype, seed=seed,
-                                 registry=registry)
+        example = example_inputs(ir, registry, batch=2, device=device, dtype=dtype, seed=seed)
         try:
             lowered = chosen.lower(module, example, opts)
         except (BuildError, SpecError):
@@ -300,7 +252,8 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
                                f"{type(exc).__name__}: {exc}") from exc
 
     built = Built(ir=ir, plan=plan, module=module, lowered=lowered, backend=backend,
-                  options=opts, target=target, example_inputs=example, timings=stages.timings)
+                  options=opts, target=target, example_inputs=example, registry=registry,
+                  timings=stages.timings)
     if output is not None:
         with stages("write", f"writing the artifact to {output}"):
             built.artifact = write_artifact(

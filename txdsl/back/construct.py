@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import SpecError
 from ..ir import Component, LayerIR, ModelIR, StackIR
-from ..registry import Registry, get_registry
+from ..registry import Registry
 from ..runtime import Embedding, Layer, Stack, TxModel
 from ..front.dims import base_dims, component_args as _args, iter_components, stack_dims  # noqa: F401
 from ..sdk import ArgError, BuildContext, Dims, Target
@@ -166,8 +166,8 @@ def init_weights(model: nn.Module, std: float = 0.02) -> None:
                 nn.init.normal_(m.cls_token, std=std)
 
 
-def construct(ir: ModelIR, plan: KernelPlan | None = None, *, target: Target | None = None,
-              registry: Registry | None = None, device: str | torch.device | None = None,
+def construct(ir: ModelIR, plan: KernelPlan | None = None, *, registry: Registry,
+              target: Target | None = None, device: str | torch.device | None = None,
               dtype: str | torch.dtype | None = None, force: dict[str, str] | None = None,
               init_std: float | None = 0.02) -> TxModel:
     """Build ``ir`` into a :class:`TxModel` with the implementations of ``plan``.
@@ -178,7 +178,6 @@ def construct(ir: ModelIR, plan: KernelPlan | None = None, *, target: Target | N
     (``None`` keeps every module's own initialisation). The model is returned
     in eval mode (dropout off), as ``from_pretrained`` does; ``.train()`` to train.
     """
-    registry = registry or get_registry()
     target = target or Target()
     if plan is None:
         plan = select(ir, target, registry=registry, force=force)

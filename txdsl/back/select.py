@@ -121,7 +121,7 @@ def _forced(force: dict[str, str], family: str, kind: str) -> tuple[str, str] | 
     return None
 
 
-def select(ir: ModelIR, target: Target | None = None, *, registry: Registry | None = None,
+def select(ir: ModelIR, target: Target | None = None, *, registry: Registry,
            force: dict[str, str] | None = None) -> KernelPlan:
     """Choose one implementation for every distinct ``(family, kind)`` in ``ir``.
 
@@ -130,10 +130,6 @@ def select(ir: ModelIR, target: Target | None = None, *, registry: Registry | No
     Raises :class:`SpecError` at the component's span when a kind has no
     implementation that can run on ``target``, or a forced one is unknown.
     """
-    if registry is None:
-        from ..registry import get_registry
-
-        registry = get_registry()
     target = target or Target()
     force = dict(force or {})
     _check_force(force)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..back.backends import BackendError, BuildError, get_backend, parse_options
+from ..plugins import get_registry
 from ..registry import FAMILIES
 from .main import UsageError
 
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     force = _kernels(args.kernel)
     try:
-        backend = get_backend(args.backend)
+        backend = get_backend(args.backend, get_registry())
         options = parse_options(backend, args.option)
     except BackendError as exc:
         raise UsageError(str(exc)) from None

@@ -12,7 +12,8 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from ..registry import Registry, get_registry
+from ..plugins import get_registry
+from ..registry import Registry
 
 
 def add_parser(sub) -> None:

@@ -8,6 +8,7 @@ import json
 from ..front.estimate import DTYPE_BYTES, Estimate, estimate
 from ..ir import ModelIR
 from ..front.resolve import parse_file
+from ..plugins import get_registry
 
 
 def add_parser(sub) -> None:
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(to_tx(ir), end="")
         return 0
-    est = estimate(ir, batch=args.batch, seq_len=args.seq_len, dtype=args.dtype)
+    est = estimate(ir, get_registry(), batch=args.batch, seq_len=args.seq_len, dtype=args.dtype)
     if args.json:
         print(json.dumps(to_json(ir, est), indent=2))
     else:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from ..errors import SpecError
 from ..ir import Component, ModelIR, StackIR
-from ..registry import Registry, get_registry
+from ..registry import Registry
 from ..sdk import ComponentArgs, Dims
 
 
@@ -69,15 +69,13 @@ def stack_dims(stack: StackIR, base: Dims, registry: Registry) -> Dims:
     return base.model_copy(update={"heads": heads, "head_dim": head_dim})
 
 
-def iter_components(ir: ModelIR, registry: Registry | None = None,
-                    ) -> Iterator[tuple[str, Component, Dims]]:
+def iter_components(ir: ModelIR, registry: Registry) -> Iterator[tuple[str, Component, Dims]]:
     """Every component instance construction builds, with where it goes and its dims.
 
     Layers that share another layer's parameters are skipped (built once).
     A layer's norm appears once per instance: ``<stack>.layers.<i>.<sublayer>_norm``
     (and ``..._norm_out`` with sandwich norms).
     """
-    registry = registry or get_registry()
     base = base_dims(ir, registry)
     emb = ir.embedding
     emb_dims = base.model_copy(update={"width": emb.size})

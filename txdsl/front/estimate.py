@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..ir import Component, ModelIR, StackIR
-from ..registry import Registry, get_registry
+from ..registry import Registry
 from ..sdk.args import Dims
 from .validate import dims_for
 
@@ -65,11 +65,11 @@ class _Counter:
             return 0
 
 
-def estimate(ir: ModelIR, *, batch: int = 1, seq_len: int | None = None,
-             dtype: str = "float32", registry: Registry | None = None) -> Estimate:
-    c = _Counter(registry or get_registry())
+def estimate(ir: ModelIR, registry: Registry, *, batch: int = 1, seq_len: int | None = None,
+             dtype: str = "float32") -> Estimate:
+    c = _Counter(registry)
     e = ir.embedding
-    edims = dims_for(ir, width=e.size)
+    edims = dims_for(ir, registry, width=e.size)
     seq = seq_len or edims.context or 1024
     by: dict[str, int] = {}
     emb = (e.tokens or 0) * e.size + e.token_types * e.size + (e.size if e.cls_token else 0)
@@ -86,7 +86,7 @@ def estimate(ir: ModelIR, *, batch: int = 1, seq_len: int | None = None,
         flops += f
         kv_elems += kv
         act_elems += act
-    hdims = dims_for(ir)
+    hdims = dims_for(ir, registry)
     for head in ir.heads:
         by[f"head {head.name}"] = c.params(head.head, hdims)
         flops += c.flops(head.head, hdims, seq)
@@ -100,7 +100,7 @@ def estimate(ir: ModelIR, *, batch: int = 1, seq_len: int | None = None,
 
 def _stack(c: _Counter, ir: ModelIR, stack: StackIR, seq: int) -> tuple[int, int, int, int]:
     """(params, flops per token, kv-cache elements per token, activation elements per token)."""
-    dims = dims_for(ir, stack=stack, registry=c.registry)
+    dims = dims_for(ir, c.registry, stack=stack)
     d = ir.d_model
     params = c.params(stack.position, dims) + c.params(stack.final_norm, dims)
     flops = kv = act = 0

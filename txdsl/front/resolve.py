@@ -17,7 +17,7 @@ from ..ir import Component, EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
 from .patterns import select_layers, sharing
 from .loader import FileScope, Loader
 from .merge import EMBEDDING_FIELDS, STACK_FIELDS, BlockConfig, ModelConfig, Slot, linearize, merge
-from ..registry import Registry, get_registry
+from ..registry import Registry
 from .source import source_from_text
 from .validate import validate
 from .values import as_bool, as_component_value, as_float, as_int, as_symbol, to_component
@@ -47,6 +47,10 @@ def parse_file(path: str | Path, *, model: str | None = None,
 def parse_all(path: str | Path, *, registry: Registry | None = None) -> list[ModelIR]:
     """Every model defined in the file at ``path``, each resolved and validated."""
     scope = Loader().load_file(Path(path))
+    if registry is None:
+        from ..plugins import get_registry
+
+        registry = get_registry()
     sink = ErrorSink()
     out = []
     for decl in scope.local:
@@ -59,6 +63,10 @@ def parse_all(path: str | Path, *, registry: Registry | None = None) -> list[Mod
 
 
 def _pick(scope: FileScope, name: str | None, registry: Registry | None) -> ModelIR:
+    if registry is None:  # a public entry point: the installed plugins
+        from ..plugins import get_registry
+
+        registry = get_registry()
     local = scope.local
     if name is None:
         if not local:
@@ -72,10 +80,10 @@ def _pick(scope: FileScope, name: str | None, registry: Registry | None) -> Mode
     return resolve(found[0], scope, registry)
 
 
-def resolve(decl: s.ModelDecl, scope: FileScope, registry: Registry | None = None) -> ModelIR:
+def resolve(decl: s.ModelDecl, scope: FileScope, registry: Registry) -> ModelIR:
     config = merge(linearize(decl, scope))
-    ir = Resolver(config, registry or get_registry()).model()
-    validate(ir, registry or get_registry())
+    ir = Resolver(config, registry).model()
+    validate(ir, registry)
     return ir
 
 

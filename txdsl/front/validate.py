@@ -13,17 +13,16 @@ from __future__ import annotations
 from ..errors import ErrorSink, SpecError
 from ..ir import Component, ModelIR, StackIR
 from .dims import base_dims, stack_dims
-from ..registry import Registry, get_registry
+from ..registry import Registry
 from ..sdk.args import ArgError, Dims
 
 ACTS = {"embedding": "is added to the embeddings", "qk": "transforms queries and keys",
         "bias": "adds a bias to the attention scores", "scores": "adds terms to the attention scores"}
 
 
-def dims_for(ir: ModelIR, *, width: int | None = None, stack: StackIR | None = None,
-             registry: Registry | None = None) -> Dims:
+def dims_for(ir: ModelIR, registry: Registry, *, width: int | None = None,
+             stack: StackIR | None = None) -> Dims:
     """The :class:`Dims` a component of ``ir`` is built with (see :mod:`txdsl.front.dims`)."""
-    registry = registry or get_registry()
     base = base_dims(ir, registry)
     if stack is not None:
         base = stack_dims(stack, base, registry)
@@ -46,7 +45,7 @@ def validate(ir: ModelIR, registry: Registry) -> None:
             sink.add(SpecError(f"{comp.family} '{comp.kind}': {err}", comp.span))
 
     emb = ir.embedding
-    edims = dims_for(ir, width=emb.size)
+    edims = dims_for(ir, registry, width=emb.size)
     for comp in (emb.patches, emb.norm):
         check(comp, edims)
     if emb.position is not None and _position_in_embedding(emb.position, registry, sink):
@@ -55,7 +54,7 @@ def validate(ir: ModelIR, registry: Registry) -> None:
         sink.add(SpecError("the embedding has both tokens and patches; pick one", emb.span))
 
     for stack in ir.stacks:
-        dims = dims_for(ir, stack=stack, registry=registry)
+        dims = dims_for(ir, registry, stack=stack)
         if _position_in_stack(stack, registry, sink):
             check(stack.position, dims)
         check(stack.final_norm, dims)
@@ -66,7 +65,7 @@ def validate(ir: ModelIR, registry: Registry) -> None:
                 check(comp, dims)
         _cross_attention(ir, stack, sink)
     for head in ir.heads:
-        check(head.head, dims_for(ir))
+        check(head.head, dims_for(ir, registry))
     sink.check()
 
 
