@@ -139,7 +139,7 @@ def _attention(example, heads=4, kv_heads=None, d=32, temperature=None, context=
     return attn, args, dims
 
 
-def naive(attn, x, memory=None, *, causal=False, key_padding=None, bias=None, permute_k=None):
+def naive(attn, x, memory=None, *, causal=False, key_padding=None, bias=None, rotary=None):
     """The definition, one query, head and key at a time:
     out_i = sum_j softmax_j(g_h * cos(q_i, k_j) + bias_ij) v_j over the allowed keys."""
     B, T, _ = x.shape
@@ -149,8 +149,12 @@ def naive(attn, x, memory=None, *, causal=False, key_padding=None, bias=None, pe
     q = attn.q_proj(x).view(B, T, H, hd)
     k = attn.k_proj(src).view(B, S, Hkv, hd)
     v = attn.v_proj(src).view(B, S, Hkv, hd)
-    if permute_k is not None:
-        k = k[..., permute_k]
+    if rotary is not None:  # (cos, sin) (T, hd): RoPE on q and k, per position
+        from txdsl.sdk.positions import apply_rotary
+
+        cos, sin = rotary
+        q = apply_rotary(q.transpose(1, 2), cos, sin).transpose(1, 2)
+        k = apply_rotary(k.transpose(1, 2), cos, sin).transpose(1, 2)
     out = torch.zeros(B, T, H, hd)
     for b in range(B):
         for h in range(H):
@@ -190,50 +194,44 @@ def test_matches_the_definition_with_causal_and_padding_masks(example, kv_heads)
 
 @torch.no_grad()
 def test_position_bias_and_qk_transform_are_honoured(example):
-    from txdsl.sdk.attention import PositionContext
+    from txdsl.sdk import PositionContext
 
     attn, _, _ = _attention(example)
     x = torch.randn(1, 4, 32)
-    perm = torch.tensor([1, 0, 3, 2, 5, 4, 7, 6])  # norm-preserving, changes q.k
-
-    class SwapK:
-        acts = "qk"
-
-        def rotate(self, q, k, positions):
-            return q, k[..., perm]
-
+    angles = torch.arange(4.0)[:, None] * torch.linspace(0.3, 1.1, 4)  # (T, hd/2)
+    cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
     bias = torch.randn(1, 4, 4, 4)
-    ctx = PositionContext(module=SwapK(), q_positions=torch.arange(4),
-                          k_positions=torch.arange(4), bias=bias)
+    positions = torch.arange(4)[None]
+    ctx = PositionContext(positions, positions, rotary=(cos[None, None], sin[None, None]),
+                          bias=bias)
     got = attn(x, mask=_mask(causal=True), position=ctx)
-    want = naive(attn, x, causal=True, bias=bias, permute_k=perm)
+    want = naive(attn, x, causal=True, bias=bias, rotary=(cos, sin))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 @torch.no_grad()
 def test_kv_cache_decoding_equals_the_full_pass(example):
-    from txdsl.sdk.attention import KVCache
-
     attn, _, _ = _attention(example, kv_heads=1)
     x = torch.randn(2, 6, 32)
     full = attn(x, mask=_mask(causal=True))
-    cache = KVCache()
-    steps = [attn(x[:, :3], mask=_mask(causal=True), cache=cache)]
+    state = attn.new_state(2, 8)  # a preallocated (B, H_kv, 8, hd) buffer: shapes never change
+    steps = [attn(x[:, :3], mask=_mask(causal=True, q_slots=torch.arange(3)), cache=state)]
     for t in range(3, 6):
-        steps.append(attn(x[:, t:t + 1], mask=_mask(causal=True), cache=cache))
+        steps.append(attn(x[:, t:t + 1], mask=_mask(causal=True, q_slots=torch.tensor([t])),
+                          cache=state))
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
-    assert cache.length == 6
+    assert state.k.shape == (2, 1, 8, 8)
 
 
 @torch.no_grad()
 def test_cross_attention_over_memory_with_a_cache(example):
-    from txdsl.sdk.attention import KVCache
+    from txdsl.sdk import CrossKV
 
     attn, _, _ = _attention(example)
     x, memory = torch.randn(1, 3, 32), torch.randn(1, 7, 32)
     want = naive(attn, x, memory)
     torch.testing.assert_close(attn(x, memory, mask=_mask()), want, rtol=1e-5, atol=1e-5)
-    cache = KVCache()
+    cache = CrossKV()
     attn(x[:, :1], memory, mask=_mask(), cache=cache)
     again = attn(x, torch.zeros_like(memory), mask=_mask(), cache=cache)  # memory from cache
     torch.testing.assert_close(again, want, rtol=1e-5, atol=1e-5)

@@ -182,7 +182,7 @@ def test_cli_plugins_json_lists_everything_and_broken_ones(site, monkeypatch, ca
     assert by_name["boom"]["ok"] is False and "kaboom" in by_name["boom"]["error"]
     assert by_name["fine"]["version"] == "0.9"
     assert by_name["fine"]["registers"] == {"backend": {"fine_backend": []}}
-    assert by_name["attention"]["registers"]["attention"]["full"] == ["reference", "sdpa"]
+    assert by_name["attention"]["registers"]["attention"]["full"] == ["reference", "sdpa", "flex"]
     assert sorted(by_name["backends"]["registers"]["backend"]) == [
         "aot", "eager", "inductor", "onnx", "tensorrt"]
     assert data["backends"]["eager"] == {

@@ -1,30 +1,33 @@
 """Built-in attention: ``full`` (reference and SDPA kernels) and declared kinds.
 
-``full`` has two implementations with one parameter layout (``q_proj``,
-``k_proj``, ``v_proj``, ``out_proj``), so the selection pass may pick either
-and weights load into both: ``reference`` (explicit matmul softmax, what
-``txdsl verify`` compares with) and ``sdpa``
-(``torch.nn.functional.scaled_dot_product_attention``, preferred).
+``full`` has three implementations with one parameter layout (``q_proj``,
+``k_proj``, ``v_proj``, ``out_proj``), so the selection pass may pick any and
+weights load into all: ``reference`` (explicit matmul softmax, what ``txdsl
+verify`` compares with), ``sdpa``
+(``torch.nn.functional.scaled_dot_product_attention``, preferred) and
+``flex`` (FlexAttention with a block mask; compiled builds only on CPU).
 
 ``relative_xl`` (Transformer-XL), ``two_stream`` (XLNet) and ``disentangled``
 (DeBERTa) are declared: specs may name them and see their sizes; building
 them fails until an implementation is registered.
 
-Built modules are called as ``attn(x, memory=None, *, mask, position, cache)``
-(:mod:`txdsl.sdk.attention`) and return ``(B, T, d_model)``.
+Built modules subclass :class:`txdsl.sdk.attention.Attention` (the contract:
+``attn(x, memory=None, *, mask, position, cache, state)``) and return
+``(B, T, d_model)``.
 """
 
 from __future__ import annotations
 
 from txdsl.hookspecs import hookimpl
+from txdsl.sdk import Targets
 
 from .declared import DisentangledArgs, RelativeXLArgs, TwoStreamArgs
-from .full import FullArgs, MultiHeadAttention
-from .reference import ReferenceAttention
+from .flex import FlexAttention, flex_supports
+from .full import FullArgs, ReferenceAttention
 from .sdpa import SDPAAttention
 
 __all__ = [
-    "DisentangledArgs", "FullArgs", "MultiHeadAttention", "ReferenceAttention",
+    "DisentangledArgs", "FlexAttention", "FullArgs", "ReferenceAttention",
     "RelativeXLArgs", "SDPAAttention", "TwoStreamArgs",
 ]
 
@@ -35,6 +38,8 @@ def register_attention(register):
              impl="reference", priority=0)
     register(name="full", args=FullArgs, build=SDPAAttention.from_args,
              impl="sdpa", priority=10)
+    register(name="full", args=FullArgs, build=FlexAttention.from_args, impl="flex",
+             targets=Targets(check=flex_supports), priority=5)
     register(name="relative_xl", args=RelativeXLArgs)
     register(name="two_stream", args=TwoStreamArgs)
     register(name="disentangled", args=DisentangledArgs)

@@ -61,9 +61,12 @@ class AlibiPositions(nn.Module):
         return cls(heads=heads_of(ctx.dims, "alibi"))
 
     def bias(self, q_positions: Tensor, k_positions: Tensor) -> Tensor:
-        """``(T,)`` query and ``(S,)`` key positions -> ``(1, H, T, S)`` float32 bias."""
-        distance = (q_positions[:, None] - k_positions[None, :]).abs().to(torch.float32)  # (T, S)
-        return (-self.slopes.float()[:, None, None] * distance)[None]  # (1, H, T, S)
+        """Query ``(B|1, T)`` and key ``(B|1, S)`` positions (or ``(T,)``/``(S,)``) ->
+        ``(B|1, H, T, S)`` float32 bias."""
+        q = q_positions if q_positions.dim() == 2 else q_positions[None]
+        k = k_positions if k_positions.dim() == 2 else k_positions[None]
+        distance = (q[:, :, None] - k[:, None, :]).abs().to(torch.float32)  # (B|1, T, S)
+        return -self.slopes.float()[None, :, None, None] * distance[:, None]  # (B|1, H, T, S)
 
     def extra_repr(self) -> str:
         return f"heads={self.heads}"

@@ -73,7 +73,7 @@ class LearnedPositions(nn.Module):
         """
         device = self.embed.weight.device
         if self.padding_idx is None or attention_mask is None:
-            return (torch.arange(past, past + T, device=device) + self.offset)[None]  # (1, T)
+            return (torch.arange(T, device=device) + past + self.offset)[None]  # (1, T)
         real = attention_mask[:, -T:].to(device=device, dtype=torch.long)  # (B, T)
         return (torch.cumsum(real, dim=1) + past) * real + self.padding_idx  # (B, T)
 

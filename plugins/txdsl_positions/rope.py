@@ -22,6 +22,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from txdsl.sdk import ArgError, BuildContext, Dims, PositionArgs
+from txdsl.sdk.positions import apply_rotary, rotate_half  # noqa: F401  (rotate_half: re-export)
 
 from .common import head_dim_of
 
@@ -46,11 +47,6 @@ class RopeArgs(PositionArgs):
                            "dimensions, which must be even and positive", arg="fraction")
 
 
-def rotate_half(x: Tensor) -> Tensor:  # [x1, x2] -> [-x2, x1] on the last dim
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 class RotaryPositions(nn.Module):
     acts = "qk"
 
@@ -68,20 +64,19 @@ class RotaryPositions(nn.Module):
         return cls(rotary_dim=args.rotary_dim(ctx.dims), theta=args.theta)
 
     def cos_sin(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """``(T,)`` positions -> cos, sin ``(T, rotary_dim)``, computed in float32."""
-        angles = positions.to(torch.float32)[:, None] * self.inv_freq.float()[None]  # (T, rot/2)
-        emb = torch.cat((angles, angles), dim=-1)  # (T, rot)
+        """Positions ``(..., T)`` -> cos, sin ``(..., T, rotary_dim)``, computed in float32.
+
+        The stack calls this once per forward with ``(B|1, T)`` positions."""
+        angles = positions.to(torch.float32)[..., None] * self.inv_freq.float()  # (..., T, rot/2)
+        emb = torch.cat((angles, angles), dim=-1)  # (..., T, rot)
         return emb.cos().to(dtype), emb.sin().to(dtype)
 
     def rotate(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """Rotate ``(B, H, T, hd)`` queries and keys at ``positions`` ``(T,)``."""
-        cos, sin = self.cos_sin(positions, q.dtype)  # (T, rot)
-        return self._apply(q, cos, sin), self._apply(k, cos, sin)
-
-    def _apply(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim:]
-        rot = rot * cos + rotate_half(rot) * sin  # cos/sin broadcast over (B, H)
-        return rot if rest.shape[-1] == 0 else torch.cat((rot, rest), dim=-1)
+        """Rotate ``(B, H, T, hd)`` queries and keys at ``positions`` ``(T,)`` or ``(B, T)``."""
+        cos, sin = self.cos_sin(positions, q.dtype)  # (T, rot) or (B, T, rot)
+        if cos.dim() == 3:
+            cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, rot): broadcast over heads
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
 
     def forward(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
         return self.rotate(q, k, positions)

@@ -66,7 +66,7 @@ class SinusoidalPositions(nn.Module):
     def position_ids(self, attention_mask: Tensor | None, T: int, past: int = 0) -> Tensor:
         """``(1, T)`` positions ``past .. past+T-1`` (as :class:`LearnedPositions` without
         ``padding_idx``; every embedding scheme answers this, so the runtime need not ask)."""
-        return torch.arange(past, past + T, device=self.inv_freq.device)[None]
+        return (torch.arange(T, device=self.inv_freq.device) + past)[None]
 
     def forward(self, position_ids: Tensor) -> Tensor:  # (B, T) -> (B, T, width)
         if self.table is not None:

@@ -84,13 +84,16 @@ class T5RelativeBias(nn.Module):
                    bidirectional=args.bidirectional)
 
     def bias(self, q_positions: Tensor, k_positions: Tensor) -> Tensor:
-        """``(T,)`` query and ``(S,)`` key positions -> ``(1, H, T, S)`` bias."""
+        """Query ``(B|1, T)`` and key ``(B|1, S)`` positions (or ``(T,)``/``(S,)``) ->
+        ``(B|1, H, T, S)`` bias."""
         device = self.relative_attention_bias.weight.device
-        relative = k_positions.to(device)[None, :] - q_positions.to(device)[:, None]  # (T, S)
+        q = (q_positions if q_positions.dim() == 2 else q_positions[None]).to(device)
+        k = (k_positions if k_positions.dim() == 2 else k_positions[None]).to(device)
+        relative = k[:, None, :] - q[:, :, None]  # (B|1, T, S)
         bucket = relative_position_bucket(relative.long(), self.bidirectional, self.buckets,
                                           self.max_distance)
-        values = self.relative_attention_bias(bucket)  # (T, S, H)
-        return values.permute(2, 0, 1)[None]  # (1, H, T, S)
+        values = self.relative_attention_bias(bucket)  # (B|1, T, S, H)
+        return values.permute(0, 3, 1, 2)  # (B|1, H, T, S)
 
     def extra_repr(self) -> str:
         return (f"buckets={self.buckets}, max_distance={self.max_distance}, "

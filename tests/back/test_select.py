@@ -48,7 +48,9 @@ def test_best_priority_that_runs_on_the_target(fake_registry):
     why_not = {c.impl: c.reasons for c in choice.candidates if not c.taken}
     assert why_not["triton"] == ["device cpu not in ['cuda']", "needs the 'no_such_module_x' package"]
     assert why_not["fp32"] == ["priority 5 < 10"] and why_not["reference"] == ["priority 0 < 10"]
-    assert [c.impl for c in choice.candidates] == ["triton", "sdpa", "fp32", "reference"]
+    assert why_not["flex"] == ["on CPU torch 2.13's FlexAttention can't compile a mask made "
+                               "inside the model"]
+    assert [c.impl for c in choice.candidates] == ["triton", "sdpa", "flex", "fp32", "reference"]
     assert plan.impl_for("norm", "layernorm") == "reference"
 
 
@@ -70,7 +72,8 @@ def test_force_by_family_and_by_kind(fake_registry):
 def test_force_errors(fake_registry):
     with pytest.raises(SpecError, match="has no implementation 'flash'") as err:
         select(decoder_only(), registry=fake_registry, force={"attention": "flash"})
-    assert "available implementations: triton [cannot run here], sdpa, fp32, reference" in str(err.value)
+    assert ("available implementations: triton [cannot run here], sdpa, flex [cannot run here], "
+            "fp32, reference") in str(err.value)
     with pytest.raises(SpecError, match="'triton' .* cannot run on this target: device cpu"):
         select(decoder_only(), registry=fake_registry, force={"attention.full": "triton"})
     with pytest.raises(ValueError, match="unknown family 'atention'"):

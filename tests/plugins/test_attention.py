@@ -12,7 +12,7 @@ import txdsl_attention
 import txdsl_positions
 from txdsl.plugins import load_registry
 from txdsl.sdk import ArgError, BuildContext, Dims
-from txdsl.sdk.attention import AttentionMask, KVCache, PositionContext
+from txdsl.sdk import AttentionMask, CrossKV, PositionContext
 from txdsl_attention import (DisentangledArgs, FullArgs, ReferenceAttention, RelativeXLArgs,
                              SDPAAttention, TwoStreamArgs)
 from txdsl_positions import AlibiPositions, RotaryPositions
@@ -169,8 +169,7 @@ def test_position_bias_is_added(causal):
     torch.manual_seed(6)
     x = torch.randn(2, 5, D)
     bias = torch.randn(1, H, 5, 5)
-    pos = PositionContext(module=None, q_positions=torch.arange(5), k_positions=torch.arange(5),
-                          bias=bias)
+    pos = PositionContext(torch.arange(5)[None], torch.arange(5)[None], bias=bias)
     mask = AttentionMask(causal=causal, key_padding=_padding(2, 5))
     out = ref(x, mask=mask, position=pos)
     close(out, naive(ref, x, mask_add=mask.additive(5, 5, torch.float32), bias=bias))
@@ -183,7 +182,7 @@ def test_rope_rotation_is_applied():
     rope = RotaryPositions(rotary_dim=D // H)
     x = torch.randn(2, 6, D)
     positions = torch.arange(3, 9)
-    pos = PositionContext(module=rope, q_positions=positions, k_positions=positions)
+    pos = PositionContext.build(rope, positions[None], positions[None], torch.float32)
     mask = AttentionMask(causal=True)
     out = ref(x, mask=mask, position=pos)
 
@@ -200,7 +199,7 @@ def test_cross_attention_is_not_rotated():
     ref, _ = pair()
     rope = RotaryPositions(rotary_dim=D // H)
     x, memory = torch.randn(1, 3, D), torch.randn(1, 5, D)
-    pos = PositionContext(module=rope, q_positions=torch.arange(3), k_positions=torch.arange(5))
+    pos = PositionContext.build(rope, torch.arange(3)[None], torch.arange(5)[None], torch.float32)
     close(ref(x, memory, mask=AttentionMask(), position=pos), ref(x, memory, mask=AttentionMask()))
 
 
@@ -227,20 +226,17 @@ def test_cached_decoding_equals_full_causal_pass(impl, position):
     x = torch.randn(B, T, D)
 
     def ctx(q_pos, k_pos):
-        if position == "rope":
-            return PositionContext(module=rope, q_positions=q_pos, k_positions=k_pos)
-        if position == "alibi":
-            return PositionContext(module=alibi, q_positions=q_pos, k_positions=k_pos,
-                                   bias=alibi.bias(q_pos, k_pos))
-        return None
+        module = {"rope": rope, "alibi": alibi}.get(position)
+        return PositionContext.build(module, q_pos[None], k_pos[None], torch.float32)
 
     full = m(x, mask=AttentionMask(causal=True), position=ctx(torch.arange(T), torch.arange(T)))
-    cache, steps, t = KVCache(), [], 0
+    cache, steps, t = m.new_state(B, T), [], 0  # preallocated: (B, H_kv, T, hd)
     for n in (3, 2, 1, 1):  # a prompt, a chunk of 2 (T < S, T > 1: needs the explicit mask), steps
-        steps.append(m(x[:, t:t + n], mask=AttentionMask(causal=True), cache=cache,
-                       position=ctx(torch.arange(t, t + n), torch.arange(t + n))))
+        slots = torch.arange(t, t + n)
+        steps.append(m(x[:, t:t + n], mask=AttentionMask(causal=True, q_slots=slots), cache=cache,
+                       position=ctx(slots, torch.arange(T))))
         t += n
-    assert cache.length == T and cache.k.shape == (B, 2, T, D // H)
+    assert cache.k.shape == (B, 2, T, D // H)
     close(torch.cat(steps, dim=1), full)
 
 
@@ -250,12 +246,12 @@ def test_cross_attention_cache_is_reused(impl):
     x, memory = torch.randn(2, 4, D), torch.randn(2, 6, D)
     mask = AttentionMask(key_padding=_padding(2, 6))
     expected = m(x, memory, mask=mask)
-    cache = KVCache()
+    cache = CrossKV()
     close(m(x[:, :2], memory, mask=mask, cache=cache), expected[:, :2])
     k = cache.k
     # The memory's keys/values are cached: a different memory is not looked at again.
     close(m(x[:, 2:], torch.zeros_like(memory), mask=mask, cache=cache), expected[:, 2:])
-    assert cache.k is k and cache.length == 6
+    assert cache.k is k and cache.k.shape[2] == 6
 
 
 def test_dropout_only_in_training():
@@ -296,8 +292,6 @@ def test_check_errors():
     assert e.value.arg == "heads"
     with pytest.raises(ArgError, match=r"heads \(12\) is not divisible by kv_heads \(5\)"):
         FullArgs(heads=12, kv_heads=5).check(dims(768))
-    with pytest.raises(ArgError):
-        ReferenceAttention.from_args(FullArgs(heads=12), BuildContext(dims=dims(770)))
     FullArgs(heads=12, head_dim=64).check(dims(770))  # an explicit head_dim lifts the rule
 
 
@@ -308,7 +302,8 @@ REGISTRY = load_registry({"attention": txdsl_attention, "positions": txdsl_posit
 
 
 def test_registered():
-    assert [i.impl for i in REGISTRY.implementations("attention", "full")] == ["sdpa", "reference"]
+    assert [i.impl for i in REGISTRY.implementations("attention", "full")] == ["sdpa", "flex",
+                                                                           "reference"]
     for name in ("relative_xl", "two_stream", "disentangled"):
         assert REGISTRY.has("attention", name)
         assert REGISTRY.implementations("attention", name) == []

@@ -31,6 +31,7 @@ from ..registry import Registry
 from ..runtime import Embedding, Layer, Stack, TxModel
 from ..front.dims import base_dims, component_args as _args, iter_components, stack_dims  # noqa: F401
 from ..sdk import ArgError, BuildContext, Dims, Target
+from .backends import BuildError
 from .select import KernelPlan, select
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
@@ -45,6 +46,7 @@ class _Builder:
         self.ir, self.plan, self.target, self.registry = ir, plan, target, registry
         self.base = base_dims(ir, registry)
         self.shared: dict[str, Any] = {}
+        self.built: list[tuple[Component, Any, Dims, nn.Module, str]] = []  # for check_counts
 
     def component(self, comp: Component, dims: Dims) -> nn.Module:
         args = _args(self.registry, comp)
@@ -64,7 +66,27 @@ class _Builder:
             raise SpecError(f"{comp.family} '{comp.kind}' has no implementation '{impl_name}' "
                             "installed", comp.span,
                             f"installed: {', '.join(i.impl for i in impls) or 'none'}")
-        return impl.build(args, BuildContext(dims=dims, target=self.target, shared=self.shared))
+        module = impl.build(args, BuildContext(dims=dims, target=self.target, shared=self.shared))
+        self.built.append((comp, args, dims, module, impl.plugin))
+        return module
+
+    def check_counts(self) -> None:
+        """Refuse a component whose ``param_count`` differs from what its plugin built:
+        ``txdsl show``, the memory guard and every estimate would be wrong."""
+        shared = {id(p) for m in self.shared.values() if isinstance(m, nn.Module)
+                  for p in m.parameters()}  # a tied head holds the token embedding
+        for comp, args, dims, module, plugin in self.built:
+            try:
+                said = args.param_count(dims)
+            except NotImplementedError:
+                continue
+            has = sum(p.numel() for p in module.parameters() if id(p) not in shared)
+            if has != said:
+                raise BuildError(
+                    f"{comp.family} '{comp.kind}' (plugin '{plugin}'): its param_count says "
+                    f"{said:,} parameters but the module it built has {has:,}; estimates "
+                    "(txdsl show, the memory guard) would be wrong. This is a bug in the plugin "
+                    f"'{plugin}': fix its param_count or its module")
 
     def acts(self, comp: Component) -> str:
         return getattr(self.registry.args(comp.family, comp.kind), "acts", "embedding")
@@ -122,7 +144,7 @@ class _Builder:
             layers.append(module)
         final = self.component(stack.final_norm, dims) if stack.final_norm else None
         return Stack(role=stack.role, causal=stack.causal, layers=layers, position=position,
-                     position_acts=acts, final_norm=final)
+                     final_norm=final)
 
     @staticmethod
     def _shared(stack: StackIR, layer: LayerIR, built: dict[int, Layer]) -> Layer:
@@ -145,7 +167,7 @@ class _Builder:
         heads = {h.name: self.component(h.head, self.base) for h in self.ir.heads}
         kinds = {h.name: h.head.kind for h in self.ir.heads}
         return TxModel(ir=self.ir, plan=self.plan, embedding=embedding, encoder=encoder,
-                       decoder=decoder, heads=heads, head_kinds=kinds)
+                       decoder=decoder, heads=heads, head_kinds=kinds, context=self.base.context)
 
 
 def init_weights(model: nn.Module, std: float = 0.02) -> None:
@@ -190,7 +212,9 @@ def construct(ir: ModelIR, plan: KernelPlan | None = None, *, registry: Registry
             raise ValueError(f"unknown dtype '{name}' (known: {', '.join(DTYPES)})")
         dtype = DTYPES[name]
     with torch.device(device):  # parameters are created where they will live
-        model = _Builder(ir, plan, target, registry).model()
+        builder = _Builder(ir, plan, target, registry)
+        model = builder.model()
+    builder.check_counts()
     if init_std is not None and torch.device(device).type != "meta":
         init_weights(model, init_std)
     if dtype != torch.float32:

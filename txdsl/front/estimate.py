@@ -94,12 +94,12 @@ def estimate(ir: ModelIR, registry: Registry, *, batch: int = 1, seq_len: int | 
     return Estimate(
         params=sum(by.values()), params_by_component=by,
         layers=sum(len(s.layers) for s in ir.stacks), flops_per_token=flops, seq_len=seq,
-        batch=batch, dtype=dtype, kv_cache_bytes=kv_elems * batch * seq * nbytes,
+        batch=batch, dtype=dtype, kv_cache_bytes=kv_elems * batch * nbytes,
         activation_bytes=act_elems * batch * seq * nbytes, unknown=sorted(set(c.unknown)))
 
 
 def _stack(c: _Counter, ir: ModelIR, stack: StackIR, seq: int) -> tuple[int, int, int, int]:
-    """(params, flops per token, kv-cache elements per token, activation elements per token)."""
+    """(params, flops per token, decode-state elements per sequence, activation elements per token)."""
     dims = dims_for(ir, c.registry, stack=stack)
     d = ir.d_model
     params = c.params(stack.position, dims) + c.params(stack.final_norm, dims)
@@ -115,8 +115,9 @@ def _stack(c: _Counter, ir: ModelIR, stack: StackIR, seq: int) -> tuple[int, int
                 continue
             a = c.args(attn)
             heads = getattr(a, "heads", 1)
-            if stack.role == "decoder" and hasattr(a, "kv_cache_per_token"):
-                kv += a.kv_cache_per_token(dims)
+            if stack.role == "decoder" and hasattr(a, "state_elements"):
+                # the decode state: the kind's own size (a window's is bounded)
+                kv += a.state_elements(dims, seq)
             act += 4 * d + heads * seq  # input, q, k, v (~d each) and the score row per head
         if layer.ffn is not None:
             hidden = getattr(c.args(layer.ffn), "hidden", 4 * d)

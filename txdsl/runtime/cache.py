@@ -1,51 +1,103 @@
-"""The decoding cache a model returns as ``past_key_values``.
+"""The decoding cache a model returns as ``past_key_values``: preallocated, fixed shapes.
 
-One :class:`~txdsl.sdk.attention.KVCache` per layer *index* for
-self-attention (layers that share parameters still see different keys) and
-one per layer for cross-attention, plus, for encoder-decoder models, the
-encoder's output and its padding mask, so later decoding steps skip the
-encoder.
+A :class:`StackCache` holds, for ``capacity`` key slots of ``batch`` rows:
+
+- one decode state per layer *index* (layers that share parameters still see
+  different keys), made by that layer's attention (:meth:`Attention.new_state
+  <txdsl.sdk.attention.Attention.new_state>`), and one cross-attention state
+  per layer for an encoder-decoder model;
+- what the mask and positions need about cached keys: ``key_padding``
+  ``(B, capacity)`` (``False`` until a real token is written: unwritten slots
+  are never attended) and ``key_positions`` ``(B, capacity)``;
+- ``length``: a 0-dim tensor, the next free slot.
+
+Every step writes in place at its slots; no tensor changes shape, so a
+compiled decode step compiles once. Eager callers that outgrow the capacity
+get it doubled (:meth:`StackCache.ensure`); ``generate`` allocates exactly
+what it needs up front.
 """
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
+import torch
 from torch import Tensor
 
-from ..sdk.attention import KVCache
+from ..sdk.cache import CrossKV
 
 
 class StackCache:
-    """The caches of one stack's layers."""
+    """The decode states of one stack's layers, and what is known about cached keys."""
 
-    def __init__(self, layers: int, cross: bool = False):
-        self.self_attention = [KVCache() for _ in range(layers)]
-        self.cross_attention = [KVCache() for _ in range(layers)] if cross else None
+    def __init__(self, attentions: Sequence[Any], *, batch: int, capacity: int,
+                 device: Any = None, dtype: torch.dtype = torch.float32, cross: bool = False):
+        if capacity < 1:
+            raise ValueError(f"cache capacity ({capacity}) must be at least 1")
+        self.batch, self.capacity = batch, capacity
+        self.self_attention = [a.new_state(batch, capacity, device=device, dtype=dtype)
+                               for a in attentions]
+        self.cross_attention = [CrossKV() for _ in attentions] if cross else None
+        self.key_padding = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
+        self.key_positions = torch.zeros(batch, capacity, dtype=torch.long, device=device)
+        self.length = torch.zeros((), dtype=torch.long, device=device)
+        self.padded = False  # any padding written (else causality alone hides unwritten slots)
 
-    @property
-    def length(self) -> int:
-        """How many positions the self-attention caches hold."""
-        return self.self_attention[0].length if self.self_attention else 0
+    def slots(self, T: int) -> Tensor:
+        """The ``(T,)`` slots of the next ``T`` tokens."""
+        return self.length + torch.arange(T, device=self.length.device)
+
+    def ensure(self, needed: int) -> None:
+        """Eager only: make room for ``needed`` slots, doubling the capacity."""
+        if needed <= self.capacity:
+            return
+        capacity = max(needed, 2 * self.capacity)
+        extra = capacity - self.capacity
+        for state in self.self_attention:
+            state.grow(capacity)
+        self.key_padding = torch.nn.functional.pad(self.key_padding, (0, extra))
+        self.key_positions = torch.nn.functional.pad(self.key_positions, (0, extra))
+        self.capacity = capacity
+
+    def write(self, slots: Tensor, real: Tensor, positions: Tensor) -> None:
+        """Record this step's tokens at ``slots``: ``real`` ``(B, T)`` bool, ``positions`` ``(B|1, T)``."""
+        self.key_padding.index_copy_(1, slots, real)
+        self.key_positions.index_copy_(1, slots, positions.expand(self.batch, -1))
+        self.length.copy_(slots[-1] + 1)
 
     def reorder(self, index: Tensor) -> None:
         for c in self.self_attention + (self.cross_attention or []):
             c.reorder(index)
+        self.key_padding, self.key_positions = self.key_padding[index], self.key_positions[index]
+        self.batch = int(index.shape[0])
+
+    def nbytes(self) -> int:
+        return sum(c.nbytes() for c in self.self_attention + (self.cross_attention or []))
 
 
 class ModelCache:
-    """``past_key_values`` of a :class:`~txdsl.runtime.model.TxModel`."""
+    """``past_key_values`` of a :class:`~txdsl.runtime.model.TxModel`.
 
-    def __init__(self, layers: int, cross: bool = False):
-        self.stack = StackCache(layers, cross)
+    ``stack`` is allocated by the model at the first step (it needs the batch
+    size) unless :meth:`TxModel.new_cache <txdsl.runtime.model.TxModel.new_cache>`
+    made it; an encoder-decoder model also keeps the encoder's output and its
+    padding mask, so later steps skip the encoder.
+    """
+
+    def __init__(self, stack: StackCache | None = None, capacity: int | None = None):
+        self.stack = stack
+        self.capacity = capacity  # wanted capacity when the model allocates the stack
         self.memory: Tensor | None = None  # (B, S, d_model): the encoder's output
         self.memory_mask: Tensor | None = None  # (B, S): its key padding, 1 = real
 
     def get_seq_length(self) -> int:
         """Positions already decoded (Hugging Face's name)."""
-        return self.stack.length
+        return 0 if self.stack is None else int(self.stack.length)
 
     def reorder(self, index: Tensor) -> None:
         """Keep batch rows ``index`` (beam search)."""
-        self.stack.reorder(index)
+        if self.stack is not None:
+            self.stack.reorder(index)
         if self.memory is not None:
             self.memory = self.memory[index]
         if self.memory_mask is not None:

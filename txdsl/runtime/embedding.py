@@ -37,7 +37,7 @@ class Embedding(nn.Module):
         self.scale = math.sqrt(size) if scale else None
         self.projection = nn.Linear(size, d_model) if size != d_model else None
 
-    def position_ids(self, attention_mask: Tensor | None, T: int, past: int,
+    def position_ids(self, attention_mask: Tensor | None, T: int, past: int | Tensor,
                      device: torch.device) -> Tensor:
         """Position ids ``(B|1, T)`` of this step's tokens, when the caller gave none.
 
@@ -47,11 +47,11 @@ class Embedding(nn.Module):
         own = getattr(self.position, "position_ids", None)
         if own is not None:
             return own(attention_mask, T, past)
-        return torch.arange(past, past + T, device=device)[None]  # (1, T)
+        return (torch.arange(T, device=device) + past)[None]  # (1, T)
 
     def forward(self, input_ids: Tensor | None = None, *, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None, pixel_values: Tensor | None = None,
-                attention_mask: Tensor | None = None, past_length: int = 0) -> Tensor:
+                attention_mask: Tensor | None = None, past_length: int | Tensor = 0) -> Tensor:
         if pixel_values is not None:
             if self.patches is None:
                 raise ValueError("this model takes token ids, not pixel_values")

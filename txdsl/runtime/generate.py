@@ -1,11 +1,14 @@
 """Autoregressive decoding: greedy or sampled, with the KV cache.
 
-Left-padded batches work as in Hugging Face's GPT-2: the attention mask
-marks the padding, and position ids count only real tokens
-(``cumsum(mask) - 1``, padding at 0), so a row's positions don't depend on
-how much padding precedes it. Relative schemes acting inside attention
-(RoPE, ALiBi, T5 buckets) see the same shift on queries and keys and need
-no correction.
+The cache is allocated once for the prompt plus ``max_new_tokens``
+(:meth:`TxModel.new_cache <txdsl.runtime.model.TxModel.new_cache>`), and
+every decoding step passes tensors of the same shapes (one token, its mask
+column, its position, its slot), so a compiled step is compiled once.
+
+Left-padded batches work as in Hugging Face: the attention mask marks the
+padding, and position ids count only real tokens (``cumsum(mask) - 1``,
+padding at 0), so a row's positions don't depend on how much padding
+precedes it; every position scheme reads them.
 """
 
 from __future__ import annotations
@@ -90,11 +93,14 @@ def generate(model: "TxModel", input_ids: Tensor, max_new_tokens: int, *,
         if decoder_start_token_id is None:
             raise ValueError("an encoder-decoder model needs decoder_start_token_id to generate")
         out_ids = torch.full((B, 1), decoder_start_token_id, dtype=torch.long, device=device)
-        cache = model.new_cache() if use_cache else None
-        for _ in range(max_new_tokens):
-            step = out_ids[:, -1:] if cache is not None and cache.get_seq_length() else out_ids
-            out = model(input_ids, attention_mask=mask, decoder_input_ids=step,
-                        past_key_values=cache, use_cache=use_cache)
+        cache = model.new_cache(B, 1 + max_new_tokens) if use_cache else None
+        for step in range(max_new_tokens):
+            cached = cache is not None and step > 0
+            ids = out_ids[:, -1:] if cached else out_ids
+            out = model(input_ids, attention_mask=mask, decoder_input_ids=ids,
+                        past_key_values=cache, use_cache=use_cache,
+                        cache_position=torch.arange(step, step + 1, device=device)
+                        if cached else None)
             tok = done(next_token(out.logits[:, -1, :], **pick))
             out_ids = torch.cat([out_ids, tok[:, None]], dim=1)
             if eos_token_id is not None and bool(finished.all()):
@@ -103,20 +109,26 @@ def generate(model: "TxModel", input_ids: Tensor, max_new_tokens: int, *,
 
     if model.decoder is None:
         raise ValueError("generate needs a decoder stack (this model is encoder-only)")
-    position = model.embedding.position
-    # Learned/sinusoidal positions count real tokens only; a module that
-    # derives its own ids from the mask (RoBERTa's padding offset) is left to.
-    explicit_positions = position is not None and getattr(position, "padding_idx", None) is None
+    # Positions count real tokens only (left padding), for every position scheme; a
+    # module that derives its own ids from the mask (RoBERTa's padding offset) is left to.
+    own_ids = getattr(model.embedding.position, "padding_idx", None) is not None
+    positions = position_ids_from_mask(mask)  # (B, T0)
+    T0 = input_ids.shape[1]
+    cache = model.new_cache(B, T0 + max_new_tokens) if use_cache else None
     tokens = input_ids
-    cache = model.new_cache() if use_cache else None
-    for _ in range(max_new_tokens):
-        T = 1 if cache is not None and cache.get_seq_length() else tokens.shape[1]
-        position_ids = position_ids_from_mask(mask)[:, -T:] if explicit_positions else None
-        out = model(tokens[:, -T:], attention_mask=mask, position_ids=position_ids,
-                    past_key_values=cache, use_cache=use_cache)
+    for step in range(max_new_tokens):
+        if cache is not None and step > 0:  # one new token; every tensor keeps its shape
+            ids, step_mask, pos = tokens[:, -1:], mask[:, -1:], positions[:, -1:]
+            slots = torch.arange(T0 + step - 1, T0 + step, device=device)
+        else:  # the prompt (or, without a cache, everything so far)
+            ids, step_mask, pos, slots = tokens, mask, positions, None
+        out = model(ids, attention_mask=step_mask, position_ids=None if own_ids else pos,
+                    past_key_values=cache, use_cache=use_cache,
+                    cache_position=slots if cache is not None else None)
         tok = done(next_token(out.logits[:, -1, :], **pick))
         tokens = torch.cat([tokens, tok[:, None]], dim=1)
         mask = torch.cat([mask, mask.new_ones(B, 1)], dim=1)
+        positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
         if eos_token_id is not None and bool(finished.all()):
             break
     return tokens

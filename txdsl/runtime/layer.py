@@ -12,11 +12,11 @@ Each sublayer has its own norm instances (``attention_norm``,
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 from torch import Tensor, nn
 
-from ..sdk.attention import AttentionMask, KVCache, PositionContext
+from ..sdk.attention import AttentionMask, PositionContext, StackState
 
 Residual = Literal["pre", "post", "sandwich"]
 SUBLAYERS = ("attention", "cross_attention", "ffn")
@@ -52,16 +52,17 @@ class Layer(nn.Module):
 
     def forward(self, x: Tensor, *, mask: AttentionMask, position: PositionContext | None = None,
                 memory: Tensor | None = None, memory_mask: AttentionMask | None = None,
-                cache: KVCache | None = None, cross_cache: KVCache | None = None) -> Tensor:
+                cache: Any = None, cross_cache: Any = None,
+                state: StackState | None = None) -> Tensor:
         # x: (B, T, d_model); memory: (B, S, d_model), the encoder's output
         x = self._residual(x, "attention", lambda h: self.attention(
-            h, None, mask=mask, position=position, cache=cache))
+            h, None, mask=mask, position=position, cache=cache, state=state))
         if self.cross_attention is not None:
             if memory is None:
                 raise ValueError("a layer with cross-attention needs the encoder's output (memory)")
-            cross_mask = memory_mask if memory_mask is not None else AttentionMask()
+            cross_mask = memory_mask if memory_mask is not None else AttentionMask(cross=True)
             x = self._residual(x, "cross_attention", lambda h: self.cross_attention(
-                h, memory, mask=cross_mask, position=None, cache=cross_cache))
+                h, memory, mask=cross_mask, position=None, cache=cross_cache, state=state))
         if self.ffn is not None:
             x = self._residual(x, "ffn", self.ffn)
         return x

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor, nn
 
 from .cache import ModelCache
@@ -33,11 +34,12 @@ class TxModel(nn.Module):
     def __init__(self, *, ir: "ModelIR", plan: "KernelPlan", embedding: Embedding,
                  encoder: Stack | None = None, decoder: Stack | None = None,
                  heads: dict[str, nn.Module] | None = None,
-                 head_kinds: dict[str, str] | None = None):
+                 head_kinds: dict[str, str] | None = None, context: int | None = None):
         super().__init__()
         if encoder is None and decoder is None:
             raise ValueError("a model needs an encoder or a decoder stack")
         self.ir, self.plan = ir, plan
+        self.context = context  # the longest sequence the model is built for, if known
         self.embedding = embedding
         self.encoder = encoder
         self.decoder = decoder
@@ -56,9 +58,15 @@ class TxModel(nn.Module):
         """The stack whose output the heads read."""
         return self.decoder if self.decoder is not None else self.encoder  # type: ignore[return-value]
 
-    def new_cache(self) -> ModelCache:
-        stack = self.main_stack
-        return ModelCache(len(stack.layers), cross=self.is_encoder_decoder)
+    def new_cache(self, batch: int = 1, capacity: int | None = None, *, device: Any = None,
+                  dtype: torch.dtype | None = None) -> ModelCache:
+        """A preallocated ``past_key_values`` for ``batch`` rows and ``capacity`` decoded
+        positions (default: the model's context, else 1024)."""
+        param = next(self.parameters())
+        stack = self.main_stack.new_cache(
+            batch, capacity or self.context or 1024, cross=self.is_encoder_decoder,
+            device=device or param.device, dtype=dtype or param.dtype)
+        return ModelCache(stack)
 
     def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None, position_ids: Tensor | None = None,
@@ -66,32 +74,37 @@ class TxModel(nn.Module):
                 decoder_attention_mask: Tensor | None = None,
                 past_key_values: ModelCache | None = None, use_cache: bool = False,
                 output_hidden_states: bool = False,
-                decoder_position_ids: Tensor | None = None) -> TxOutput:
+                decoder_position_ids: Tensor | None = None, document_ids: Tensor | None = None,
+                cache_position: Tensor | None = None) -> TxOutput:
         """Hugging Face's keywords; ``(B, T)`` ids and 0/1 masks, ``(B, C, H, W)`` pixels.
 
-        With a cache, ``attention_mask`` (or ``decoder_attention_mask``) covers
-        the cached positions and the new ones, ``(B, past + T)``, as in HF.
-        ``position_ids`` feed a position added to the embeddings (default: the
-        position module's own, else ``past .. past+T-1``); positions acting
-        inside attention (RoPE, ALiBi, T5) use ``past .. past+T-1``.
-        ``past_key_values``: a :class:`ModelCache` from an earlier call, appended
-        to in place; ``use_cache`` returns it (a new one when none was given).
+        - ``attention_mask`` ``(B, T)``, 1 for real tokens; with a cache it may
+          also cover the cached positions, ``(B, past + T)``, as in HF (its last
+          ``T`` columns are this step's).
+        - ``position_ids`` ``(B, T)``: every position scheme reads them (added
+          ones, RoPE, ALiBi, T5), per row. Default: after what the cache holds
+          (an added position may define its own, as RoBERTa's padding offset).
+        - ``document_ids`` ``(B, T)``: packed sequences; a token attends only to
+          its own document and positions restart at each document (no cache).
+        - ``past_key_values``: a :class:`ModelCache` (:meth:`new_cache`, or the
+          one a call with ``use_cache`` returned), written in place;
+          ``cache_position`` ``(T,)``: the slots this step writes (default:
+          after what the cache holds; pass it to compile a decode step once).
         """
         cache = past_key_values
         if use_cache and cache is None:
-            cache = self.new_cache()
-        past = cache.get_seq_length() if cache is not None else 0
+            cache = ModelCache()
+        if document_ids is not None and cache is not None:
+            raise ValueError("document_ids (packed sequences) can't be used with a cache")
         out = TxOutput()
 
         if self.is_encoder_decoder:
             if cache is not None and cache.memory is not None:
                 memory, memory_mask = cache.memory, cache.memory_mask
             else:
-                x = self.embedding(input_ids, token_type_ids=token_type_ids,
-                                   position_ids=position_ids, pixel_values=pixel_values,
-                                   attention_mask=attention_mask)
-                memory, enc_hidden = self.encoder(  # type: ignore[misc]
-                    x, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
+                memory, enc_hidden = self._encode(input_ids, attention_mask, token_type_ids,
+                                                  position_ids, pixel_values, document_ids,
+                                                  output_hidden_states)
                 memory_mask = attention_mask
                 out.encoder_hidden_states = enc_hidden
                 if cache is not None:
@@ -99,32 +112,63 @@ class TxModel(nn.Module):
             out.encoder_last_hidden_state = memory
             if decoder_input_ids is None:
                 raise ValueError("an encoder-decoder model needs decoder_input_ids")
-            y = self.embedding(decoder_input_ids, position_ids=decoder_position_ids,
-                               attention_mask=decoder_attention_mask, past_length=past)
-            h, hidden = self.decoder(  # type: ignore[misc]
-                y, attention_mask=decoder_attention_mask, memory=memory, memory_mask=memory_mask,
-                cache=cache.stack if cache is not None else None,
-                output_hidden_states=output_hidden_states)
-            head_mask = _last(decoder_attention_mask, h.shape[1])
+            h, hidden, mask = self._run(self.decoder, decoder_input_ids, decoder_attention_mask,
+                                        None, decoder_position_ids, None, None, cache,
+                                        cache_position, output_hidden_states,
+                                        memory=memory, memory_mask=memory_mask)
         else:
-            x = self.embedding(input_ids, token_type_ids=token_type_ids,
-                               position_ids=position_ids, pixel_values=pixel_values,
-                               attention_mask=attention_mask, past_length=past)
-            if self.embedding.cls_token is not None and attention_mask is not None:
-                attention_mask = _with_cls(attention_mask)
-            h, hidden = self.main_stack(x, attention_mask=attention_mask,
-                                        cache=cache.stack if cache is not None else None,
-                                        output_hidden_states=output_hidden_states)
-            head_mask = _last(attention_mask, h.shape[1])
+            h, hidden, mask = self._run(self.main_stack, input_ids, attention_mask,
+                                        token_type_ids, position_ids, pixel_values, document_ids,
+                                        cache, cache_position, output_hidden_states)
 
         out.last_hidden_state, out.hidden_states = h, hidden
         for name, head in self.heads.items():
-            out.heads[name] = head(h, attention_mask=head_mask)
+            out.heads[name] = head(h, attention_mask=mask)
         if self.logits_head is not None:
             out.logits = out.heads[self.logits_head]
         if use_cache:
             out.past_key_values = cache
         return out
+
+    def _encode(self, input_ids, attention_mask, token_type_ids, position_ids, pixel_values,
+                document_ids, output_hidden_states):
+        h, hidden, _ = self._run(self.encoder, input_ids, attention_mask, token_type_ids,
+                                 position_ids, pixel_values, document_ids, None, None,
+                                 output_hidden_states)
+        return h, hidden
+
+    def _run(self, stack: Stack, ids, attention_mask, token_type_ids, position_ids,
+             pixel_values, document_ids, cache, cache_position, output_hidden_states,
+             memory=None, memory_mask=None):
+        """Embed, then run ``stack``; returns its output, hidden states and this step's mask."""
+        if position_ids is None and document_ids is not None:
+            position_ids = positions_in_documents(document_ids)
+        stack_cache, slots = None, None
+        if cache is not None:
+            if cache.stack is None:  # allocated at the first step: it needs the batch size
+                T = (ids if ids is not None else pixel_values).shape[1]
+                ref = next(self.parameters())
+                cache.stack = stack.new_cache(
+                    (ids if ids is not None else pixel_values).shape[0],
+                    cache.capacity or max(self.context or 0, T), cross=memory is not None,
+                    device=ref.device, dtype=ref.dtype)
+            stack_cache = cache.stack
+            T = (ids if ids is not None else pixel_values).shape[1]
+            slots = cache_position if cache_position is not None else stack_cache.slots(T)
+        x = self.embedding(ids, token_type_ids=token_type_ids, position_ids=position_ids,
+                           pixel_values=pixel_values, attention_mask=attention_mask,
+                           past_length=slots[0] if slots is not None else 0)
+        if self.embedding.cls_token is not None and attention_mask is not None:
+            attention_mask = _with_cls(attention_mask)
+        T = x.shape[1]
+        if position_ids is None:
+            base = torch.arange(T, device=x.device)
+            position_ids = (slots if slots is not None else base)[None]  # (1, T)
+        h, hidden = stack(x, positions=position_ids, attention_mask=attention_mask,
+                          documents=document_ids, memory=memory, memory_mask=memory_mask,
+                          cache=stack_cache, cache_position=slots,
+                          output_hidden_states=output_hidden_states)
+        return h, hidden, _last(attention_mask, h.shape[1])
 
     def generate(self, input_ids: Tensor, max_new_tokens: int, *,
                  attention_mask: Tensor | None = None, do_sample: bool = False,
@@ -150,3 +194,13 @@ def _with_cls(attention_mask: Tensor) -> Tensor:
 def _last(mask: Tensor | None, T: int) -> Tensor | None:
     """The mask of this step's ``T`` positions (a mask with a cache covers past ones too)."""
     return mask if mask is None or mask.shape[-1] == T else mask[:, -T:]
+
+
+def positions_in_documents(document_ids: Tensor) -> Tensor:
+    """``(B, T)`` document ids of packed rows -> each token's position within its document."""
+    B, T = document_ids.shape
+    index = torch.arange(T, device=document_ids.device).expand(B, T)
+    starts = torch.ones_like(document_ids, dtype=torch.bool)
+    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+    first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=1).values
+    return index - first

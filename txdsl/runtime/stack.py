@@ -1,9 +1,14 @@
 """A stack of layers (encoder or decoder) sharing one position scheme.
 
-Per forward it builds what every layer's attention receives: the
-:class:`AttentionMask` (causal flag, key padding over all keys, cached ones
-first) and the :class:`PositionContext` (this step's and all keys' absolute
-positions, and a score bias computed once, which T5 shares across layers).
+Once per forward it builds what every layer's attention receives (the
+attention contract, :mod:`txdsl.sdk.attention`):
+
+- the :class:`~txdsl.sdk.mask.AttentionMask`: causal, key padding (over the
+  cached keys too), the queries' slots, documents of packed rows; lowered at
+  most once per form however many layers read it;
+- the :class:`~txdsl.sdk.positions.PositionContext`: rotary tables or the
+  score bias for this step's query positions and all key positions;
+- a fresh :class:`~txdsl.sdk.attention.StackState` for what layers pass on.
 """
 
 from __future__ import annotations
@@ -11,48 +16,71 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..sdk.attention import AttentionMask, PositionContext
+from ..sdk.attention import StackState
+from ..sdk.mask import AttentionMask
+from ..sdk.positions import PositionContext
 from .cache import StackCache
 from .layer import Layer
 
 
 class Stack(nn.Module):
     def __init__(self, *, role: str, causal: bool, layers: list[Layer],
-                 position: nn.Module | None = None, position_acts: str | None = None,
-                 final_norm: nn.Module | None = None):
+                 position: nn.Module | None = None, final_norm: nn.Module | None = None):
         super().__init__()
         self.role, self.causal = role, causal
         self.layers = nn.ModuleList(layers)  # a shared layer appears at several indices
         self.position = position
-        self.position_acts = position_acts
         self.final_norm = final_norm
 
-    def forward(self, x: Tensor, *, attention_mask: Tensor | None = None,
-                memory: Tensor | None = None, memory_mask: Tensor | None = None,
-                cache: StackCache | None = None,
-                output_hidden_states: bool = False) -> tuple[Tensor, tuple[Tensor, ...] | None]:
-        """``x`` ``(B, T, d_model)``; ``attention_mask`` ``(B, past + T)``, 1 for real tokens;
-        ``memory_mask`` ``(B, S)`` the encoder's. Returns the output and, on request, the
-        input of every layer followed by the output (after the final norm)."""
-        T = x.shape[1]
-        past = cache.length if cache is not None else 0
-        S = past + T
-        key_padding = None
-        if attention_mask is not None:
-            if attention_mask.shape[-1] != S:
-                raise ValueError(f"attention_mask covers {attention_mask.shape[-1]} positions, "
-                                 f"expected past ({past}) + new ({T}) = {S}")
-            key_padding = attention_mask.bool()  # (B, S)
-        mask = AttentionMask(causal=self.causal, key_padding=key_padding)
-        cross_mask = AttentionMask(key_padding=memory_mask.bool() if memory_mask is not None else None)
+    def new_cache(self, batch: int, capacity: int, *, cross: bool = False,
+                  device=None, dtype: torch.dtype = torch.float32) -> StackCache:
+        """A preallocated decode cache for ``batch`` rows and ``capacity`` positions."""
+        return StackCache([layer.attention for layer in self.layers], batch=batch,
+                          capacity=capacity, cross=cross, device=device, dtype=dtype)
 
-        position = None
-        if self.position is not None:
-            q_positions = torch.arange(past, S, device=x.device)  # (T,)
-            k_positions = torch.arange(S, device=x.device)  # (S,)
-            bias = (self.position.bias(q_positions, k_positions)  # (1|B, H, T, S)
-                    if self.position_acts == "bias" else None)
-            position = PositionContext(self.position, q_positions, k_positions, bias)
+    def forward(self, x: Tensor, *, positions: Tensor | None = None,
+                attention_mask: Tensor | None = None,
+                documents: Tensor | None = None, memory: Tensor | None = None,
+                memory_mask: Tensor | None = None, cache: StackCache | None = None,
+                cache_position: Tensor | None = None,
+                output_hidden_states: bool = False) -> tuple[Tensor, tuple[Tensor, ...] | None]:
+        """``x`` ``(B, T, d_model)``; ``positions`` ``(B|1, T)`` (default: the slots); ``attention_mask``
+        ``(B, T)`` (or ``(B, past + T)``: its last ``T`` columns), 1 = real token;
+        ``documents`` ``(B, T)`` ids of packed documents (no cache); ``memory_mask``
+        ``(B, S)`` the encoder's; ``cache_position`` ``(T,)`` the slots to write
+        (default: after what the cache holds). Returns the output and, on request,
+        every layer's input followed by the output (after the final norm)."""
+        B, T = x.shape[:2]
+        real = attention_mask[:, -T:].bool() if attention_mask is not None else None
+        # Data-dependent checks only in eager mode on real tensors (not compiling, not meta).
+        compiling = torch.compiler.is_compiling() or x.device.type == "meta"
+        if positions is None:
+            positions = (cache.slots(T) if cache is not None and cache_position is None
+                         else cache_position if cache_position is not None
+                         else torch.arange(T, device=x.device))[None]  # (1, T)
+        if cache is None:
+            if real is not None and not compiling and bool(real.all()):
+                real = None  # an all-ones mask (generate passes one) keeps SDPA's causal path
+            mask = AttentionMask(causal=self.causal, key_padding=real, q_documents=documents,
+                                 k_documents=documents)
+            k_positions = positions
+        else:
+            slots = cache_position if cache_position is not None else cache.slots(T)
+            if not compiling:
+                cache.ensure(int(slots[-1]) + 1)
+                cache.padded = cache.padded or (real is not None and not bool(real.all()))
+            cache.write(slots, real if real is not None else
+                        torch.ones(B, T, dtype=torch.bool, device=x.device), positions)
+            # Unwritten slots are padding: causality hides them, unless the stack isn't causal.
+            hide = compiling or cache.padded or not self.causal
+            mask = AttentionMask(causal=self.causal, q_slots=slots,
+                                 key_padding=cache.key_padding if hide else None)
+            k_positions = cache.key_positions
+        cross_mask = AttentionMask(key_padding=memory_mask.bool() if memory_mask is not None
+                                   else None, cross=True)
+        position = (PositionContext.build(self.position, positions, k_positions, x.dtype)
+                    if self.position is not None else None)
+        state = StackState()
 
         hidden: list[Tensor] = []
         for i, layer in enumerate(self.layers):
@@ -62,7 +90,7 @@ class Stack(nn.Module):
                       cache=cache.self_attention[i] if cache is not None else None,
                       cross_cache=(cache.cross_attention[i]
                                    if cache is not None and cache.cross_attention is not None
-                                   else None))
+                                   else None), state=state)
         if self.final_norm is not None:
             x = self.final_norm(x)
         if output_hidden_states:

@@ -115,6 +115,14 @@ class AttentionArgs(ComponentArgs):
         """Cached elements per token per layer (keys and values)."""
         return 2 * self.n_kv_heads() * self.head_size(dims)
 
+    def state_elements(self, dims: Dims, seq_len: int) -> int:
+        """Elements of one layer's decode state for one sequence of ``seq_len`` tokens.
+
+        Exact attention keeps every key and value (``kv_cache_per_token * seq_len``);
+        a window keeps ``window`` of them, linear attention a constant-size state:
+        such kinds override this, and ``txdsl show`` reports it."""
+        return self.kv_cache_per_token(dims) * seq_len
+
 
 # ---------------------------------------------------------------- the others
 

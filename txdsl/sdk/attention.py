@@ -1,134 +1,194 @@
-"""The attention call contract: masks, positions and the KV cache are explicit.
+"""The attention contract (v2): a base class that owns everything but the attending.
 
-Every attention module is called as::
+Every attention module is called by the stack as::
 
-    out = attn(x, memory, mask=mask, position=position, cache=cache)
+    out = attn(x, memory=None, *, mask, position=None, cache=None, state=None)
 
-- ``x``: queries' input, ``(B, T, d_model)``;
-- ``memory``: ``None`` for self-attention, else the ``(B, S, d_model)``
-  states to attend to (cross-attention over an encoder's output);
-- ``mask``: an :class:`AttentionMask` (causal flag and key padding), never
-  implied: an implementation that ignored it would silently be wrong, so the
-  shared test suite runs every registered implementation through the same
-  mask cases;
-- ``position``: a :class:`PositionContext` or ``None``: a q/k transform
-  (RoPE) and/or an additive score bias (ALiBi, T5) from the stack's position
-  scheme;
-- ``cache``: a :class:`KVCache` or ``None``; when given, self-attention
-  appends this step's keys and values and attends over all of them; cross-
-  attention computes ``memory``'s keys and values once and reuses them.
+- ``x`` ``(B, T, d_model)``; ``memory`` ``None`` for self-attention, else the
+  ``(B, S, d_model)`` encoder output to cross-attend to;
+- ``mask``: an :class:`~txdsl.sdk.mask.AttentionMask` (data: causal, key
+  padding, query slots, documents, patterns), built once per stack forward;
+- ``position``: a :class:`~txdsl.sdk.positions.PositionContext` (rotary
+  tables and/or a score bias computed once per stack forward) or ``None``;
+- ``cache``: this layer's decode state (:meth:`Attention.new_state`:
+  a preallocated :class:`~txdsl.sdk.cache.StaticKV` for exact attention;
+  :class:`~txdsl.sdk.cache.CrossKV` for cross-attention), or ``None``;
+- ``state``: the :class:`StackState` shared by the stack's layers during one
+  forward (scores a later layer reads, e.g. RealFormer), or ``None``.
 
 It returns ``(B, T, d_model)``.
+
+**Writing a variant.** Subclass :class:`Attention` and override
+:meth:`Attention.attend`, which receives projected heads::
+
+    def attend(self, q, k, v, *, mask, position, state):
+        # q (B, H, T, hd); k, v (B, H_kv, S, hd) with cached keys first
+        return ...  # (B, H, T, hd)
+
+The base class does the rest: the q/k/v/out projections (or those you pass
+in), head splitting, grouped-query attention (``repeat_kv``), rotary
+positions, writing the decode state, cross-attention's key/value reuse and
+the output projection. A variant that restricts *which* keys a query sees
+(a window, global tokens) extends the mask with ``mask.with_pattern(key,
+predicate)`` and calls :func:`softmax_attention`; a variant whose decode
+state differs (a ring buffer, a recurrent state) overrides
+:meth:`Attention.new_state` and :meth:`Attention.write_state`; one that
+needs more (two streams, memory tokens) overrides ``forward`` itself. Its
+argument model declares its cost model (``param_count``,
+``flops_per_token``, ``state_elements``: :class:`txdsl.sdk.AttentionArgs`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .cache import CrossKV, StaticKV
+from .mask import AttentionMask
+from .positions import PositionContext
+
+__all__ = ["Attention", "AttentionMask", "CrossKV", "PositionContext", "StackState",
+           "StaticKV", "masked_fill_value", "repeat_kv", "softmax_attention"]
 
 
-@dataclass
-class AttentionMask:
-    """Which keys each query may see.
+@dataclass(eq=False)
+class StackState:
+    """What flows between the layers of one stack forward, by declared name.
 
-    ``causal``: query ``i`` (the ``i``-th of the last ``T`` positions) sees keys
-    up to its own position; ``key_padding``: ``(B, S)`` bool, ``True`` for a
-    real key, ``False`` for padding (``None``: no padding).
+    ``scores``: the previous layer's pre-softmax attention scores
+    ``(B, H, T, S)`` (RealFormer's residual attention, He et al. 2020,
+    https://arxiv.org/abs/2012.11747); ``shared``: tensors one layer computes
+    for the others (a bias shared by all layers), keyed by the kind that owns
+    them.
     """
 
-    causal: bool = False
-    key_padding: Tensor | None = None
-
-    def dense(self, T: int, S: int, device: torch.device | None = None) -> Tensor | None:
-        """``(B|1, 1, T, S)`` bool, ``True`` where attending is allowed; ``None`` if all is."""
-        allowed = None
-        if self.causal:
-            q_pos = torch.arange(S - T, S, device=device)[:, None]
-            k_pos = torch.arange(S, device=device)[None, :]
-            allowed = (k_pos <= q_pos)[None, None]  # (1, 1, T, S)
-        if self.key_padding is not None:
-            pad = self.key_padding.to(device=device, dtype=torch.bool)[:, None, None, :]  # (B,1,1,S)
-            allowed = pad if allowed is None else allowed & pad
-        return allowed
-
-    def additive(self, T: int, S: int, dtype: torch.dtype,
-                 device: torch.device | None = None) -> Tensor | None:
-        """The mask as an additive ``(B|1, 1, T, S)`` float tensor (0 or the dtype's min).
-
-        A large finite negative, not ``-inf``, so a fully masked row (a padding
-        query) gives uniform weights instead of NaN, as Hugging Face does.
-        """
-        allowed = self.dense(T, S, device)
-        if allowed is None:
-            return None
-        zero = torch.zeros((), dtype=dtype, device=device)
-        return torch.where(allowed, zero, torch.finfo(dtype).min)
+    scores: Tensor | None = None
+    shared: dict[str, Tensor] = field(default_factory=dict)
 
 
-class PositionModule(Protocol):
-    """A stack-level position scheme acting inside attention (``acts`` != ``embedding``).
+def repeat_kv(x: Tensor, groups: int) -> Tensor:
+    """``(B, H_kv, S, hd)`` -> ``(B, H_kv * groups, S, hd)``: query head h reads kv head h // groups."""
+    return x if groups == 1 else x.repeat_interleave(groups, dim=1)
 
-    ``rotate(q, k, positions)``: ``(B, H, T, hd)`` queries and keys at
-    ``positions`` ``(T,)`` to transformed ones (``acts == "qk"``);
-    ``bias(q_positions, k_positions)``: the additive ``(1|B, H, T, S)`` score
-    bias (``acts == "bias"``).
+
+def masked_fill_value(dtype: torch.dtype) -> float:
+    """What masked scores become: the dtype's min, finite, so a fully masked row gives
+    uniform weights instead of NaN (as Hugging Face does)."""
+    return torch.finfo(dtype).min
+
+
+def softmax_attention(q: Tensor, k: Tensor, v: Tensor, *, mask: AttentionMask,
+                      bias: Tensor | None = None, scale: float, dropout: float = 0.0,
+                      training: bool = False) -> Tensor:
+    """The reference: ``softmax(q k^T * scale + bias, masked) v``, written out.
+
+    q ``(B, H, T, hd)``; k, v ``(B, H, S, hd)`` (heads already repeated); bias
+    ``(B|1, H, T, S)``. Scores and softmax in float32 for half-precision inputs.
+    """
+    T, S, dtype = q.shape[2], k.shape[2], q.dtype
+    work = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    scores = torch.einsum("bhtd,bhsd->bhts", q.to(work), k.to(work)) * scale  # (B, H, T, S)
+    if bias is not None:
+        scores = scores + bias.to(work)
+    allowed = mask.dense(T, S, device=q.device)  # (B|1, 1, T, S) bool or None
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, masked_fill_value(work))
+    weights = F.dropout(torch.softmax(scores, dim=-1), p=dropout, training=training)
+    return torch.einsum("bhts,bhsd->bhtd", weights, v.to(work)).to(dtype)  # (B, H, T, hd)
+
+
+class Attention(nn.Module):
+    """Projections, heads, GQA, positions, decode state and output projection.
+
+    Constructed from built parts (``q_proj`` ``d -> H*hd``, ``k_proj`` and
+    ``v_proj`` ``d -> H_kv*hd``, ``out_proj`` ``H*hd -> d``), so another linear
+    drops in unchanged; :meth:`from_args` builds ``nn.Linear`` ones.
     """
 
-    acts: str
+    def __init__(self, *, heads: int, kv_heads: int, head_dim: int, q_proj: nn.Module,
+                 k_proj: nn.Module, v_proj: nn.Module, out_proj: nn.Module,
+                 scale: float | None = None, dropout: float = 0.0):
+        super().__init__()
+        if heads % kv_heads:
+            raise ValueError(f"heads ({heads}) must be divisible by kv_heads ({kv_heads})")
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
+        self.scale = scale if scale is not None else head_dim ** -0.5
+        self.dropout = dropout
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = q_proj, k_proj, v_proj, out_proj
 
+    @staticmethod
+    def projections(args: Any, ctx: Any) -> dict[str, Any]:
+        """The keyword arguments of the base constructor, with ``nn.Linear`` projections,
+        for ``args`` (an :class:`~txdsl.sdk.AttentionArgs`) and ``ctx.dims``."""
+        d, hd = ctx.dims.width, args.head_size(ctx.dims)
+        h, h_kv = args.heads, args.n_kv_heads()
+        return dict(heads=h, kv_heads=h_kv, head_dim=hd,
+                    q_proj=nn.Linear(d, h * hd, bias=args.bias),
+                    k_proj=nn.Linear(d, h_kv * hd, bias=args.bias),
+                    v_proj=nn.Linear(d, h_kv * hd, bias=args.bias),
+                    out_proj=nn.Linear(h * hd, d, bias=args.bias),
+                    scale=args.scale, dropout=args.dropout)
 
-@dataclass
-class PositionContext:
-    """One stack forward's positions, shared by all of its layers.
+    @classmethod
+    def from_args(cls, args: Any, ctx: Any) -> "Attention":
+        """The factory a plugin registers (``build=MyAttention.from_args``). The
+        arguments were checked at resolution; this only builds."""
+        return cls(**cls.projections(args, ctx))
 
-    ``q_positions``: ``(T,)`` absolute positions of this step's tokens;
-    ``k_positions``: ``(S,)`` of all keys (cached ones first); ``bias``: the
-    additive score bias, computed once per forward (T5 shares it across
-    layers), or ``None``.
-    """
+    # ------------------------------------------------------------------ state
 
-    module: PositionModule | None
-    q_positions: Tensor
-    k_positions: Tensor
-    bias: Tensor | None = None
+    def new_state(self, batch: int, capacity: int, *, device: Any = None,
+                  dtype: torch.dtype = torch.float32) -> Any:
+        """This layer's self-attention decode state for ``batch`` rows and ``capacity`` slots."""
+        return StaticKV(batch, self.kv_heads, capacity, self.head_dim, device=device, dtype=dtype)
 
-    def rotate(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
-        """Apply a q/k transform (RoPE) to this step's queries and keys, if any."""
-        if self.module is not None and self.module.acts == "qk":
-            return self.module.rotate(q, k, self.q_positions)  # type: ignore[attr-defined]
-        return q, k
+    def write_state(self, state: Any, k: Tensor, v: Tensor,
+                    mask: AttentionMask) -> tuple[Tensor, Tensor]:
+        """Store this step's keys/values; return the keys/values to attend over."""
+        return state.update(k, v, mask.q_slots)
 
+    # ---------------------------------------------------------------- forward
 
-class KVCache:
-    """The keys and values one attention module has seen while decoding.
+    def split(self, x: Tensor, heads: int) -> Tensor:
+        """``(B, T, heads*hd)`` -> ``(B, heads, T, hd)``."""
+        B, T, _ = x.shape
+        return x.view(B, T, heads, -1).transpose(1, 2)
 
-    Self-attention calls :meth:`append` each step; cross-attention calls
-    :meth:`store` once and reads ``k``/``v`` afterwards.
-    """
+    def forward(self, x: Tensor, memory: Tensor | None = None, *, mask: AttentionMask,
+                position: PositionContext | None = None, cache: Any = None,
+                state: StackState | None = None) -> Tensor:
+        B, T, _ = x.shape
+        q = self.split(self.q_proj(x), self.heads)  # (B, H, T, hd)
+        if memory is not None:
+            mask = mask.as_cross()  # the keys are the memory's: position patterns don't apply
+        if memory is None:  # self-attention: this step's keys join the cached ones
+            k = self.split(self.k_proj(x), self.kv_heads)  # (B, H_kv, T, hd)
+            v = self.split(self.v_proj(x), self.kv_heads)
+            if position is not None:
+                q, k = position.rotate(q, k)
+            if cache is not None:
+                k, v = self.write_state(cache, k, v, mask)  # (B, H_kv, S, hd)
+        elif cache is not None and cache.ready:  # cross-attention: the memory's keys, kept
+            k, v = cache.k, cache.v
+            position = None
+        else:  # cross-attention: keys and values of the memory, never rotated
+            k = self.split(self.k_proj(memory), self.kv_heads)  # (B, H_kv, S, hd)
+            v = self.split(self.v_proj(memory), self.kv_heads)
+            if cache is not None:
+                cache.store(k, v)
+            position = None
+        y = self.attend(q, k, v, mask=mask, position=position, state=state)  # (B, H, T, hd)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, d_model)
 
-    def __init__(self) -> None:
-        self.k: Tensor | None = None  # (B, H_kv, S, hd)
-        self.v: Tensor | None = None
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, *, mask: AttentionMask,
+               position: PositionContext | None, state: StackState | None) -> Tensor:
+        """q ``(B, H, T, hd)``, k/v ``(B, H_kv, S, hd)`` -> ``(B, H, T, hd)``. Override this."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement attend()")
 
-    @property
-    def length(self) -> int:
-        return 0 if self.k is None else self.k.shape[2]
-
-    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        if self.k is None:
-            self.k, self.v = k, v
-        else:
-            self.k = torch.cat([self.k, k], dim=2)
-            self.v = torch.cat([self.v, v], dim=2)  # type: ignore[list-item]
-        return self.k, self.v  # type: ignore[return-value]
-
-    def store(self, k: Tensor, v: Tensor) -> None:
-        self.k, self.v = k, v
-
-    def reorder(self, index: Tensor) -> None:
-        """Keep batch rows ``index`` (beam search)."""
-        if self.k is not None:
-            self.k, self.v = self.k[index], self.v[index]  # type: ignore[index]
+    def extra_repr(self) -> str:
+        kv = f", kv_heads={self.kv_heads}" if self.kv_heads != self.heads else ""
+        return f"heads={self.heads}{kv}, head_dim={self.head_dim}, scale={self.scale:.4g}"

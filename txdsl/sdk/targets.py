@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .args import Dims
 
@@ -28,6 +28,8 @@ class Targets:
     backends: frozenset[str] | None = None
     min_cuda_capability: tuple[int, int] | None = None
     requires: tuple[str, ...] = ()  # importable modules it needs, e.g. ("triton",)
+    # Conditions the fields above can't say (e.g. "on CPU only compiled"): target -> reasons against.
+    check: Callable[[Target], list[str]] | None = None
 
     def reasons_against(self, target: Target) -> list[str]:
         """Why this implementation can't serve ``target`` (empty: it can)."""
@@ -45,6 +47,8 @@ class Targets:
         for mod in self.requires:
             if importlib.util.find_spec(mod) is None:
                 out.append(f"needs the '{mod}' package")
+        if self.check is not None:
+            out.extend(self.check(target))
         return out
 
 

@@ -12,9 +12,10 @@ softmax can't saturate however large ``q`` and ``k`` grow. ``g`` is learned,
 one per head here (the paper has one per layer), initialised to
 ``log2(L^2 - L)`` for the context length ``L``.
 
-This module is a complete third-party txdsl plugin: an argument model, an
-``nn.Module`` following the attention call contract (:mod:`txdsl.sdk.attention`:
-masks, positions and the KV cache are explicit arguments), and a hook.
+This module is a complete third-party txdsl plugin: an argument model, a
+module on the attention contract's base class (:class:`txdsl.sdk.Attention`:
+it overrides only ``attend``; masks, positions and the decode state are
+explicit), and a hook.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 
 from txdsl.hookspecs import hookimpl
 from txdsl.sdk import ArgError, AttentionArgs, BuildContext, Dims
-from txdsl.sdk.attention import AttentionMask, KVCache, PositionContext
+from txdsl.sdk.attention import Attention, repeat_kv
 
 __version__ = "0.1.0"
 
@@ -54,74 +55,37 @@ class CosineArgs(AttentionArgs):
         return super().param_count(dims) + self.heads  # + one temperature per head
 
 
-class CosineAttention(nn.Module):
-    def __init__(self, *, heads: int, kv_heads: int, head_dim: int, q_proj: nn.Module,
-                 k_proj: nn.Module, v_proj: nn.Module, out_proj: nn.Module,
-                 temperature: float, dropout: float = 0.0, eps: float = 1e-6):
-        super().__init__()
-        if heads % kv_heads:
-            raise ValueError(f"heads ({heads}) must be divisible by kv_heads ({kv_heads})")
-        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
-        self.q_proj, self.k_proj, self.v_proj, self.out_proj = q_proj, k_proj, v_proj, out_proj
-        self.temperature = nn.Parameter(torch.full((heads,), float(temperature)))  # g, (H,)
-        self.dropout, self.eps = dropout, eps
+class CosineAttention(Attention):
+    """The contract's base class does projections, heads, GQA, positions and the
+    decode state; cosine attention only changes how scores are computed."""
+
+    def __init__(self, *, temperature: float, eps: float = 1e-6, **parts):
+        super().__init__(**parts)
+        self.temperature = nn.Parameter(torch.full((self.heads,), float(temperature)))  # g, (H,)
+        self.eps = eps
 
     @classmethod
     def from_args(cls, args: CosineArgs, ctx: BuildContext) -> "CosineAttention":
-        args.check(ctx.dims)
-        d, hd = ctx.dims.width, args.head_size(ctx.dims)
-        h, h_kv = args.heads, args.n_kv_heads()
-        return cls(heads=h, kv_heads=h_kv, head_dim=hd,
-                   q_proj=nn.Linear(d, h * hd, bias=args.bias),
-                   k_proj=nn.Linear(d, h_kv * hd, bias=args.bias),
-                   v_proj=nn.Linear(d, h_kv * hd, bias=args.bias),
-                   out_proj=nn.Linear(h * hd, d, bias=args.bias),
-                   temperature=args.initial_temperature(ctx.dims), dropout=args.dropout)
+        return cls(temperature=args.initial_temperature(ctx.dims),
+                   **cls.projections(args, ctx))
 
-    def _split(self, x: Tensor, heads: int) -> Tensor:  # (B, T, heads*hd) -> (B, heads, T, hd)
-        B, T, _ = x.shape
-        return x.view(B, T, heads, self.head_dim).transpose(1, 2)
-
-    def forward(self, x: Tensor, memory: Tensor | None = None, *, mask: AttentionMask,
-                position: PositionContext | None = None, cache: KVCache | None = None) -> Tensor:
-        B, T, _ = x.shape
-        q = self._split(self.q_proj(x), self.heads)  # (B, H, T, hd)
-        if memory is None:  # self-attention: this step's keys join the cached ones
-            k = self._split(self.k_proj(x), self.kv_heads)  # (B, H_kv, T, hd)
-            v = self._split(self.v_proj(x), self.kv_heads)
-            if position is not None:
-                q, k = position.rotate(q, k)  # rotations keep norms: RoPE composes with QK-norm
-            if cache is not None:
-                k, v = cache.append(k, v)  # (B, H_kv, S, hd)
-        elif cache is not None and cache.k is not None:  # cross-attention, memory seen before
-            k, v = cache.k, cache.v  # type: ignore[assignment]
-        else:  # cross-attention over the memory
-            k = self._split(self.k_proj(memory), self.kv_heads)  # (B, H_kv, S, hd)
-            v = self._split(self.v_proj(memory), self.kv_heads)
-            if cache is not None:
-                cache.store(k, v)
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, *, mask, position, state) -> Tensor:
+        # q (B, H, T, hd); k, v (B, H_kv, S, hd): cached keys first, RoPE already applied
         groups = self.heads // self.kv_heads
-        if groups > 1:  # grouped-query: query head h reads kv head h // groups
-            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-
+        k, v = repeat_kv(k, groups), repeat_kv(v, groups)  # (B, H, S, hd)
+        T, S = q.shape[2], k.shape[2]
         work = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
-        qn = F.normalize(q.to(work), dim=-1, eps=self.eps)  # (B, H, T, hd), unit rows
-        kn = F.normalize(k.to(work), dim=-1, eps=self.eps)  # (B, H, S, hd)
+        qn = F.normalize(q.to(work), dim=-1, eps=self.eps)  # unit rows
+        kn = F.normalize(k.to(work), dim=-1, eps=self.eps)
         g = self.temperature.to(work)[None, :, None, None]  # (1, H, 1, 1)
         scores = g * (qn @ kn.transpose(-2, -1))  # (B, H, T, S)
         if position is not None and position.bias is not None:
-            scores = scores + position.bias.to(work)  # (1|B, H, T, S)
-        allowed = mask.dense(T, k.shape[2], device=x.device)  # (B|1, 1, T, S) or None
+            scores = scores + position.bias.to(work)  # (B|1, H, T, S)
+        allowed = mask.dense(T, S, device=q.device)  # (B|1, 1, T, S) bool, or None
         if allowed is not None:  # finite min: a fully masked row is uniform, not NaN
             scores = scores.masked_fill(~allowed, torch.finfo(work).min)
         weights = F.dropout(scores.softmax(dim=-1), p=self.dropout, training=self.training)
-        y = (weights @ v.to(work)).to(q.dtype)  # (B, H, T, hd)
-        y = y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)
-        return self.out_proj(y)  # (B, T, d_model)
-
-    def extra_repr(self) -> str:
-        kv = f", kv_heads={self.kv_heads}" if self.kv_heads != self.heads else ""
-        return f"heads={self.heads}{kv}, head_dim={self.head_dim}"
+        return (weights @ v.to(work)).to(q.dtype)  # (B, H, T, hd)
 
 
 @hookimpl
