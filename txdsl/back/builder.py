@@ -161,11 +161,21 @@ def available_memory(device: str) -> int | None:
         return None
 
 
+def check_backend_conflict(name: str, registry: "Registry") -> None:
+    """Refuse a backend name two plugins register when nothing said which to use."""
+    conflict = registry.conflict("backend", name)
+    if conflict is not None:
+        raise BackendError(f"{conflict.error()}; {conflict.hint()}")
+
+
 def check_memory(ir: ModelIR, dtype: str, device: str, registry: "Registry") -> None:
     """Refuse, before allocating, a model whose weights alone can't fit in memory."""
-    from ..front.estimate import DTYPE_BYTES, estimate
+    from ..front.estimate import DTYPE_BYTES, EstimateError, estimate
 
-    need = estimate(ir, registry).params * DTYPE_BYTES.get(dtype, 4)
+    try:
+        need = estimate(ir, registry).params * DTYPE_BYTES.get(dtype, 4)
+    except EstimateError as exc:  # a lying cost model must not wave a model through
+        raise BuildError(f"refusing to build {ir.name}: {exc}") from None
     free = available_memory(device)
     if free is not None and need > free:
         gib = 1024**3
@@ -207,6 +217,7 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
 
         registry = get_registry()
     chosen = get_backend(backend, registry)
+    check_backend_conflict(backend, registry)
     opts = parse_options(chosen, options)
     target = make_target(device, dtype, backend)
     check_available(chosen, target)

@@ -31,6 +31,7 @@ from ..registry import Registry
 from ..runtime import Embedding, Layer, Stack, TxModel
 from ..front.dims import base_dims, component_args as _args, iter_components, stack_dims  # noqa: F401
 from ..sdk import ArgError, BuildContext, Dims, Target
+from .backends import BuildError
 from .select import KernelPlan, select
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
@@ -64,7 +65,8 @@ class _Builder:
             raise SpecError(f"{comp.family} '{comp.kind}' has no implementation '{impl_name}' "
                             "installed", comp.span,
                             f"installed: {', '.join(i.impl for i in impls) or 'none'}")
-        return impl.build(args, BuildContext(dims=dims, target=self.target, shared=self.shared))
+        built = impl.build(args, BuildContext(dims=dims, target=self.target, shared=self.shared))
+        return _plugin_module(impl, built)
 
     def acts(self, comp: Component) -> str:
         return getattr(self.registry.args(comp.family, comp.kind), "acts", "embedding")
@@ -146,6 +148,16 @@ class _Builder:
         kinds = {h.name: h.head.kind for h in self.ir.heads}
         return TxModel(ir=self.ir, plan=self.plan, embedding=embedding, encoder=encoder,
                        decoder=decoder, heads=heads, head_kinds=kinds)
+
+
+def _plugin_module(impl: Any, built: Any) -> nn.Module:
+    """What a plugin's ``build`` returned, refused unless it is an ``nn.Module``."""
+    if isinstance(built, nn.Module):
+        return built
+    what = "None" if built is None else f"{type(built).__name__} {built!r:.60}"
+    raise BuildError(f"plugin '{impl.plugin}': {impl.family} '{impl.name}' (implementation "
+                     f"'{impl.impl}') build() returned {what}, not a torch.nn.Module "
+                     "(a bug in the plugin)")
 
 
 def init_weights(model: nn.Module, std: float = 0.02) -> None:

@@ -148,6 +148,9 @@ def _choose(registry: Registry, comp: Component, target: Target,
     if not registry.has(family, kind):
         raise SpecError(f"unknown {family} '{kind}'", comp.span,
                         did_you_mean(kind, registry.kinds(family)))
+    conflict = registry.conflict(family, kind)
+    if conflict is not None:  # never let what else is installed decide what a spec builds
+        raise SpecError(conflict.error(), comp.span, conflict.hint())
     impls = registry.implementations(family, kind)
     if not impls:
         declared = [i.plugin for i in registry.all() if i.family == family and i.name == kind]
