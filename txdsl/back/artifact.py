@@ -206,8 +206,8 @@ def write_artifact(destination: str | os.PathLike, *, module: "nn.Module", lower
             raw["manifest_sha256"] = manifest_hash(raw)
             (tmp / MANIFEST).write_bytes(manifest_bytes(raw))
     except OSError as exc:
-        where = exc.filename or dest
-        raise ArtifactError(f"{where}: cannot write the artifact {dest}: "
+        name = f" ({Path(exc.filename).name})" if exc.filename else ""
+        raise ArtifactError(f"{dest}: cannot write the artifact{name}: "
                             f"{exc.strerror or exc}") from None
     return dest
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["ArtifactError", "BackendError", "Built", "BuildError", "WeightsError", "build"]
 
 log = logging.getLogger("txdsl.build")
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.manual_seed accepts
 
 
 @dataclass
@@ -221,6 +222,8 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
     opts = parse_options(chosen, options)
     target = make_target(device, dtype, backend)
     check_available(chosen, target)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not SEED_MIN <= seed <= SEED_MAX:
+        raise BuildError(f"seed {seed!r} is not an integer from {SEED_MIN} to {SEED_MAX}")
     if weights is not None and not Path(weights).is_file():
         raise WeightsError(f"{weights}: no such weights file")
     if output is not None and not callable(output):

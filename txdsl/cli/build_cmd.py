@@ -19,6 +19,7 @@ from ..registry import FAMILIES
 from .main import UsageError
 
 DEFAULT_OUTPUT = Path("artifacts")
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # as txdsl.back.builder (not imported: torch is slow)
 
 
 def add_parser(sub) -> None:
@@ -37,7 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--weights", metavar="FILE", help="a .safetensors file to load (strictly)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the initial weights (default 0; below 2**64)")
     p.add_argument("--kernel", action="append", default=[], metavar="FAMILY[.KIND]=IMPL",
                    help="force an implementation, e.g. attention=reference (repeatable)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -45,6 +47,18 @@ def add_parser(sub) -> None:
     p.add_argument("--explain", action="store_true", help="print every candidate kernel and why")
     p.add_argument("--no-run", action="store_true", help="don't run a forward pass")
     p.set_defaults(run=run)
+
+
+def _seed(text: str) -> int:
+    """``--seed``: an integer torch accepts (a usage error, exit 2, otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if not SEED_MIN <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (from {SEED_MIN} to "
+                                         f"{SEED_MAX}, 64 bits)")
+    return value
 
 
 def _kernels(items: list[str]) -> dict[str, str]:
