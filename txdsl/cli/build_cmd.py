@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..back.backends import BackendError, BuildError, get_backend, parse_options
+from ..errors import did_you_mean
 from ..plugins import get_registry
 from ..registry import FAMILIES
 from .main import UsageError
@@ -69,9 +70,14 @@ def _kernels(items: list[str]) -> dict[str, str]:
         if not sep or not key or not impl:
             raise UsageError(f"--kernel '{item}' is not FAMILY[.KIND]=IMPL "
                              "(e.g. attention=reference)")
-        if key.split(".", 1)[0] not in FAMILIES:
-            raise UsageError(f"--kernel '{item}': unknown family '{key.split('.', 1)[0]}' "
+        family, _, kind = key.partition(".")
+        if family not in FAMILIES:
+            raise UsageError(f"--kernel '{item}': unknown family '{family}' "
                              f"(families: {', '.join(FAMILIES)})")
+        if kind and not get_registry().has(family, kind):
+            kinds = get_registry().kinds(family)
+            raise UsageError(f"--kernel '{item}': unknown {family} '{kind}'; "
+                             f"{did_you_mean(kind, kinds) or 'none are installed'}")
         out[key] = impl
     return out
 
