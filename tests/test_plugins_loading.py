@@ -95,14 +95,15 @@ def test_entry_points_are_loaded_with_versions(site, monkeypatch):
 
 
 def test_a_backend_registered_twice_names_both_plugins(site, monkeypatch):
+    # a name conflict is not a broken plugin (tests/hardening/test_plugin_conflicts.py)
     site.add("dup_a", BACKEND.format(name="twin"))
     site.add("dup_b", BACKEND.format(name="twin"))
     monkeypatch.setenv("TXDSL_PLUGINS", "dup_a,dup_b")
     registry = load_registry()
-    errors = [i.error for i in registry.plugins.values() if i.error]
-    assert len(errors) == 1
-    assert "backend 'twin' is registered twice" in errors[0]
-    assert "'dup_a'" in errors[0] and "'dup_b'" in errors[0]
+    assert not [i.error for i in registry.plugins.values() if i.error]
+    conflict = registry.conflict("backend", "twin")
+    assert "backend 'twin' is registered by two plugins" in conflict.error()
+    assert "'dup_a'" in conflict.error() and "'dup_b'" in conflict.error()
     assert "twin" in registry.backends  # the first registration stands
 
 
@@ -111,7 +112,7 @@ def test_a_component_registered_twice_names_both_plugins(site, monkeypatch):
     site.add("dup_b", ATTENTION.format(name="same"))
     monkeypatch.setenv("TXDSL_PLUGINS", "dup_a,dup_b")
     registry = load_registry()
-    (error,) = [i.error for i in registry.plugins.values() if i.error]
+    error = registry.conflict("attention", "same").error()
     assert "attention 'same'" in error and "'dup_a'" in error and "'dup_b'" in error
 
 

@@ -6,7 +6,10 @@ raises inside a hook, is recorded with its error (``txdsl plugins`` shows
 it) and the rest still load.
 
 Environment:
-- ``TXDSL_PLUGINS=a,b``: load only these plugins (by entry-point name);
+- ``TXDSL_PLUGINS=a,b``: load only these plugins (by entry-point name); a
+  name that is not installed is reported (as a broken plugin, and logged);
+- ``TXDSL_PREFER=a,builtin``: who wins a name two plugins register (see
+  :mod:`txdsl.registry`); default: the built-in plugin;
 - ``TXDSL_TRACE_PLUGINS=1``: log every hook call (logger ``txdsl.plugins``).
 """
 
@@ -18,11 +21,12 @@ import logging
 import os
 from importlib import metadata
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any
 
 import pluggy
 
 from . import hookspecs
+from .errors import did_you_mean
 from .registry import HOOK_FAMILIES, Implementation, PluginInfo, Registry, RegistryError
 from .sdk.targets import Targets
 
@@ -31,50 +35,105 @@ ENTRY_POINT_GROUP = "txdsl"
 
 
 def _entry_points() -> list[metadata.EntryPoint]:
-    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    """Every entry point of group ``txdsl``: built-in ones first, then by name."""
+    eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    return sorted(eps, key=lambda ep: (not _is_builtin_ep(ep), ep.name))
 
 
-def _selected(names: Iterable[str]) -> set[str] | None:
-    raw = os.environ.get("TXDSL_PLUGINS", "").strip()
+def _is_builtin_ep(ep: metadata.EntryPoint) -> bool:
+    return ep.dist is not None and (ep.dist.name or "").lower() == "txdsl"
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_modules() -> dict[str, str]:
+    """Entry-point name -> module of the plugins the txdsl distribution itself declares."""
+    try:
+        dist = metadata.distribution("txdsl")
+    except metadata.PackageNotFoundError:  # pragma: no cover - txdsl always is installed
+        return {}
+    return {ep.name: ep.value for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP}
+
+
+def _env_list(name: str) -> list[str] | None:
+    raw = os.environ.get(name, "").strip()
     if not raw:
         return None
-    return {n.strip() for n in raw.split(",") if n.strip()}
+    return [n.strip() for n in raw.split(",") if n.strip()]
 
 
 def load_registry(modules: dict[str, ModuleType | Any] | None = None) -> Registry:
     """Load plugins and fill a registry.
 
-    ``modules`` (name -> module) replaces entry-point discovery, for tests.
+    ``modules`` (name -> module) replaces entry-point discovery, for tests; a
+    name and module that the txdsl distribution declares counts as built in.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    registry = Registry()
+    registry = Registry(prefer=_env_list("TXDSL_PREFER") or ())
 
     if modules is None:
-        eps = _entry_points()
-        wanted = _selected(ep.name for ep in eps)
-        for ep in eps:
-            if wanted is not None and ep.name not in wanted:
-                continue
-            version = ep.dist.version if ep.dist is not None else None
-            info = PluginInfo(name=ep.name, module=ep.value, version=version)
-            registry.plugins[ep.name] = info
-            try:
-                pm.register(ep.load(), name=ep.name)
-            except Exception as exc:  # a broken plugin must not take the rest down
-                info.error = f"failed to load: {type(exc).__name__}: {exc}"
-                log.warning("txdsl plugin %r %s", ep.name, info.error)
+        _load_entry_points(pm, registry)
     else:
+        builtin = _builtin_modules()
         for name, module in modules.items():
-            registry.plugins[name] = PluginInfo(name=name, module=getattr(module, "__name__", name))
+            mod_name = getattr(module, "__name__", name)
+            registry.plugins[name] = PluginInfo(name=name, module=mod_name,
+                                                builtin=builtin.get(name) == mod_name)
             pm.register(module, name=name)
+    _check_prefer(registry)
 
     for hook_name, family in HOOK_FAMILIES.items():
         for hookimpl in getattr(pm.hook, hook_name).get_hookimpls():
             _call(registry, hookimpl, family)
     for hookimpl in pm.hook.register_backends.get_hookimpls():
         _call(registry, hookimpl, "backend")
+    for conflict in registry.conflicts:
+        if not conflict.explicit:
+            log.warning("txdsl plugins: %s; specs that use it are refused until TXDSL_PREFER "
+                        "says which", conflict.message())
     return registry
+
+
+def _load_entry_points(pm: pluggy.PluginManager, registry: Registry) -> None:
+    """Register every installed plugin (or those TXDSL_PLUGINS names) with ``pm``."""
+    eps = _entry_points()
+    wanted = _env_list("TXDSL_PLUGINS")
+    names = sorted({ep.name for ep in eps})
+    for unknown in [n for n in wanted or [] if n not in names]:
+        error = (f"not installed: TXDSL_PLUGINS names '{unknown}', but no installed plugin has "
+                 f"that name; {did_you_mean(unknown, names) or 'none are installed'}")
+        registry.plugins[unknown] = PluginInfo(name=unknown, module="?", error=error)
+        log.warning("txdsl plugin %r %s", unknown, error)
+    for ep in eps:
+        if wanted is not None and ep.name not in wanted:
+            continue
+        version = ep.dist.version if ep.dist is not None else None
+        info = PluginInfo(name=ep.name, module=ep.value, version=version,
+                          builtin=_is_builtin_ep(ep))
+        if ep.name in registry.plugins:  # two distributions declare one plugin name
+            dist = ep.dist.name if ep.dist is not None else "?"
+            key = f"{ep.name} ({dist})"
+            info.name = key
+            info.error = (f"not loaded: the plugin name '{ep.name}' is already taken by "
+                          f"{registry.plugins[ep.name].module}; rename the entry point")
+            registry.plugins[key] = info
+            log.warning("txdsl plugin %r %s", key, info.error)
+            continue
+        registry.plugins[ep.name] = info
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:  # a broken plugin must not take the rest down
+            info.error = f"failed to load: {type(exc).__name__}: {exc}"
+            log.warning("txdsl plugin %r %s", ep.name, info.error)
+
+
+def _check_prefer(registry: Registry) -> None:
+    known = set(registry.plugins) | {"builtin", "plugin"}
+    for token in registry.prefer:
+        if token not in known:
+            log.warning("txdsl plugins: TXDSL_PREFER names '%s', which is not a loaded plugin "
+                        "(nor 'builtin' or 'plugin'); %s", token,
+                        did_you_mean(token, sorted(known), "known"))
 
 
 def _call(registry: Registry, hookimpl: Any, family: str) -> None:
@@ -91,11 +150,9 @@ def _call(registry: Registry, hookimpl: Any, family: str) -> None:
             family=family, name=name, args=args, build=build, impl=impl,
             targets=targets or Targets(), priority=priority, plugin=plugin,
             doc=(doc or (args.__doc__ or "")).strip().split("\n\n")[0]))
-        info.registered.append(f"{family}:{name}" + (f"[{impl}]" if build else "[declared]"))
 
     def register_backend(backend: Any) -> None:
         registry.add_backend(backend, plugin)
-        info.registered.append(f"backend:{backend.name}")
 
     register = register_backend if family == "backend" else register_component
     if os.environ.get("TXDSL_TRACE_PLUGINS") == "1":

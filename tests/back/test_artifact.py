@@ -137,7 +137,7 @@ def test_artifact_files_and_manifest(artifact):
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "spec.tx", "weights.safetensors"]
     m = verify(out)
     raw = json.loads((out / MANIFEST).read_text())
-    assert raw["format"] == "txdsl-artifact" and raw["format_version"] == 1
+    assert raw["format"] == "txdsl-artifact" and raw["format_version"] == 2
     assert m.model == "tiny" and m.backend == "eager" and m.backend_options == {}
     assert m.ir == built.ir.model_dump(mode="json") and m.ir_hash == built.ir.hash()
     assert m.plan == built.plan.model_dump(mode="json")

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["ArtifactError", "BackendError", "Built", "BuildError", "WeightsError", "build"]
 
 log = logging.getLogger("txdsl.build")
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.manual_seed accepts
 
 
 @dataclass
@@ -161,11 +162,21 @@ def available_memory(device: str) -> int | None:
         return None
 
 
+def check_backend_conflict(name: str, registry: "Registry") -> None:
+    """Refuse a backend name two plugins register when nothing said which to use."""
+    conflict = registry.conflict("backend", name)
+    if conflict is not None:
+        raise BackendError(f"{conflict.error()}; {conflict.hint()}")
+
+
 def check_memory(ir: ModelIR, dtype: str, device: str, registry: "Registry") -> None:
     """Refuse, before allocating, a model whose weights alone can't fit in memory."""
-    from ..front.estimate import DTYPE_BYTES, estimate
+    from ..front.estimate import DTYPE_BYTES, EstimateError, estimate
 
-    need = estimate(ir, registry).params * DTYPE_BYTES.get(dtype, 4)
+    try:
+        need = estimate(ir, registry).params * DTYPE_BYTES.get(dtype, 4)
+    except EstimateError as exc:  # a lying cost model must not wave a model through
+        raise BuildError(f"refusing to build {ir.name}: {exc}") from None
     free = available_memory(device)
     if free is not None and need > free:
         gib = 1024**3
@@ -207,9 +218,12 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
 
         registry = get_registry()
     chosen = get_backend(backend, registry)
+    check_backend_conflict(backend, registry)
     opts = parse_options(chosen, options)
     target = make_target(device, dtype, backend)
     check_available(chosen, target)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not SEED_MIN <= seed <= SEED_MAX:
+        raise BuildError(f"seed {seed!r} is not an integer from {SEED_MIN} to {SEED_MAX}")
     if weights is not None and not Path(weights).is_file():
         raise WeightsError(f"{weights}: no such weights file")
     if output is not None and not callable(output):

@@ -66,7 +66,8 @@ class _Builder:
             raise SpecError(f"{comp.family} '{comp.kind}' has no implementation '{impl_name}' "
                             "installed", comp.span,
                             f"installed: {', '.join(i.impl for i in impls) or 'none'}")
-        module = impl.build(args, BuildContext(dims=dims, target=self.target, shared=self.shared))
+        built = impl.build(args, BuildContext(dims=dims, target=self.target, shared=self.shared))
+        module = _plugin_module(impl, built)
         self.built.append((comp, args, dims, module, impl.plugin))
         return module
 
@@ -168,6 +169,16 @@ class _Builder:
         kinds = {h.name: h.head.kind for h in self.ir.heads}
         return TxModel(ir=self.ir, plan=self.plan, embedding=embedding, encoder=encoder,
                        decoder=decoder, heads=heads, head_kinds=kinds, context=self.base.context)
+
+
+def _plugin_module(impl: Any, built: Any) -> nn.Module:
+    """What a plugin's ``build`` returned, refused unless it is an ``nn.Module``."""
+    if isinstance(built, nn.Module):
+        return built
+    what = "None" if built is None else f"{type(built).__name__} {built!r:.60}"
+    raise BuildError(f"plugin '{impl.plugin}': {impl.family} '{impl.name}' (implementation "
+                     f"'{impl.impl}') build() returned {what}, not a torch.nn.Module "
+                     "(a bug in the plugin)")
 
 
 def init_weights(model: nn.Module, std: float = 0.02) -> None:

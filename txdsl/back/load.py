@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from ..ir import ModelIR
 from .artifact import ArtifactError, Manifest, WeightsError, check_integrity, load_weights
+from .builder import check_backend_conflict
 from .backends import check_available, get_backend, make_target, parse_options
 from .construct import construct
 from .inputs import example_inputs
@@ -64,6 +65,7 @@ def load_artifact(directory: str | os.PathLike, *, backend: str | None = None,
 
         registry = get_registry()
     chosen = get_backend(name, registry)
+    check_backend_conflict(name, registry)
     opts = parse_options(chosen, options)
     target = make_target(device or manifest.device, manifest.dtype, name)
     check_available(chosen, target)
@@ -89,6 +91,8 @@ def _rebuild(directory: Path, manifest: Manifest, target: "Target", registry: "R
         plan = None
     if plan is None:
         plan = select(ir, target, registry=registry)
+    else:
+        _check_plan(plan, registry)
     model = construct(ir, plan, target=target, registry=registry, device=target.device,
                       dtype=manifest.dtype)
     try:
@@ -96,6 +100,21 @@ def _rebuild(directory: Path, manifest: Manifest, target: "Target", registry: "R
     except WeightsError as exc:
         raise ArtifactError(str(exc)) from None
     return model.eval()
+
+
+def _check_plan(plan: KernelPlan, registry: "Registry") -> None:
+    """Refuse to rebuild with an implementation another plugin now provides."""
+    for c in plan.choices:
+        conflict = registry.conflict(c.family, c.kind)
+        if conflict is not None:
+            raise ArtifactError(f"{conflict.error()}; {conflict.hint()}")
+        impl = next((i for i in registry.implementations(c.family, c.kind) if i.impl == c.impl),
+                    None)
+        if impl is not None and impl.plugin != c.plugin:
+            raise ArtifactError(
+                f"{c.family} '{c.kind}' was built with implementation '{c.impl}' of plugin "
+                f"'{c.plugin}', but here plugin '{impl.plugin}' provides it; rebuild the "
+                "artifact, or load it with the plugins it was built with")
 
 
 def load(directory: str | os.PathLike, *, backend: str | None = None,

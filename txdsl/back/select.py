@@ -105,12 +105,15 @@ def _target_dict(target: Target) -> dict[str, Any]:
             "cuda_capability": list(target.cuda_capability) if target.cuda_capability else None}
 
 
-def _check_force(force: dict[str, str]) -> None:
+def _check_force(force: dict[str, str], registry: Registry) -> None:
     for key in force:
-        family = key.split(".", 1)[0]
+        family, _, kind = key.partition(".")
         if family not in FAMILIES:
             raise ValueError(f"force key '{key}': unknown family '{family}' "
                              f"(families: {', '.join(FAMILIES)}); write 'family' or 'family.kind'")
+        if kind and not registry.has(family, kind):
+            hint = did_you_mean(kind, registry.kinds(family)) or "none are installed"
+            raise ValueError(f"force key '{key}': unknown {family} '{kind}'; {hint}")
 
 
 def _forced(force: dict[str, str], family: str, kind: str) -> tuple[str, str] | None:
@@ -132,7 +135,7 @@ def select(ir: ModelIR, target: Target | None = None, *, registry: Registry,
     """
     target = target or Target()
     force = dict(force or {})
-    _check_force(force)
+    _check_force(force, registry)
 
     seen: dict[tuple[str, str], Component] = {}
     for comp in components(ir):
@@ -148,6 +151,9 @@ def _choose(registry: Registry, comp: Component, target: Target,
     if not registry.has(family, kind):
         raise SpecError(f"unknown {family} '{kind}'", comp.span,
                         did_you_mean(kind, registry.kinds(family)))
+    conflict = registry.conflict(family, kind)
+    if conflict is not None:  # never let what else is installed decide what a spec builds
+        raise SpecError(conflict.error(), comp.span, conflict.hint())
     impls = registry.implementations(family, kind)
     if not impls:
         declared = [i.plugin for i in registry.all() if i.family == family and i.name == kind]

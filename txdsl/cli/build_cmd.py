@@ -14,11 +14,13 @@ import sys
 from pathlib import Path
 
 from ..back.backends import BackendError, BuildError, get_backend, parse_options
+from ..errors import did_you_mean
 from ..plugins import get_registry
 from ..registry import FAMILIES
 from .main import UsageError
 
 DEFAULT_OUTPUT = Path("artifacts")
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # as txdsl.back.builder (not imported: torch is slow)
 
 
 def add_parser(sub) -> None:
@@ -37,7 +39,8 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--weights", metavar="FILE", help="a .safetensors file to load (strictly)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the initial weights (default 0; below 2**64)")
     p.add_argument("--kernel", action="append", default=[], metavar="FAMILY[.KIND]=IMPL",
                    help="force an implementation, e.g. attention=reference (repeatable)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -45,6 +48,18 @@ def add_parser(sub) -> None:
     p.add_argument("--explain", action="store_true", help="print every candidate kernel and why")
     p.add_argument("--no-run", action="store_true", help="don't run a forward pass")
     p.set_defaults(run=run)
+
+
+def _seed(text: str) -> int:
+    """``--seed``: an integer torch accepts (a usage error, exit 2, otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if not SEED_MIN <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (from {SEED_MIN} to "
+                                         f"{SEED_MAX}, 64 bits)")
+    return value
 
 
 def _kernels(items: list[str]) -> dict[str, str]:
@@ -55,9 +70,14 @@ def _kernels(items: list[str]) -> dict[str, str]:
         if not sep or not key or not impl:
             raise UsageError(f"--kernel '{item}' is not FAMILY[.KIND]=IMPL "
                              "(e.g. attention=reference)")
-        if key.split(".", 1)[0] not in FAMILIES:
-            raise UsageError(f"--kernel '{item}': unknown family '{key.split('.', 1)[0]}' "
+        family, _, kind = key.partition(".")
+        if family not in FAMILIES:
+            raise UsageError(f"--kernel '{item}': unknown family '{family}' "
                              f"(families: {', '.join(FAMILIES)})")
+        if kind and not get_registry().has(family, kind):
+            kinds = get_registry().kinds(family)
+            raise UsageError(f"--kernel '{item}': unknown {family} '{kind}'; "
+                             f"{did_you_mean(kind, kinds) or 'none are installed'}")
         out[key] = impl
     return out
 

@@ -2,13 +2,15 @@
 
 The formatted text is re-parsed and compared with the original's syntax tree
 before anything is printed or written, so formatting can never change what a
-spec means; files are rewritten atomically.
+spec means; files are rewritten atomically, keeping their permissions, and a
+symlink is written through (the file it points to changes, the link stays).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -44,11 +46,21 @@ def formatted(path: str) -> tuple[str, str]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Replace the file ``path`` names (through symlinks: the link stays a link) with
+    ``text`` atomically, keeping its permission bits (and, where allowed, its owner)."""
+    target = Path(os.path.realpath(path))
+    info = target.stat()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), stat.S_IMODE(info.st_mode))
+            if (info.st_uid, info.st_gid) != (os.geteuid(), os.getegid()):
+                try:
+                    os.fchown(f.fileno(), info.st_uid, info.st_gid)
+                except PermissionError:
+                    pass  # the owner can't be kept; the permissions are
             f.write(text)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -1,7 +1,10 @@
 """``txdsl`` entry point: parses arguments, dispatches, turns errors into exit codes.
 
 Exit status: 0 success, 1 spec errors (rendered ``path:line:col: error: ...``),
-2 usage errors, 3 an internal error (a bug: ``TXDSL_DEBUG=1`` shows the traceback). No spec, however malformed, produces a Python traceback here.
+build errors and the environment's (a full disk, a file-size limit, a path
+that can't be written: the path and the OS error), 2 usage errors, 3 an
+internal error (a bug: ``TXDSL_DEBUG=1`` shows the traceback). No spec,
+however malformed, produces a Python traceback here.
 Each subcommand is a module with ``add_parser(subparsers)`` and ``run(args) -> int``.
 """
 
@@ -52,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `txdsl fmt x.tx | head`: the reader left; that's fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as err:  # the environment (a full disk, a size limit, permissions)
+        if os.environ.get("TXDSL_DEBUG") == "1":
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"txdsl: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
     except Exception as err:  # a bug in txdsl or a plugin, not in the user's input
         if os.environ.get("TXDSL_DEBUG") == "1":
             raise

@@ -21,10 +21,23 @@ def add_parser(sub) -> None:
     out.add_argument("--json", action="store_true", help="machine-readable output")
     out.add_argument("--tx", action="store_true",
                      help="print the resolved model as a flat .tx spec (no imports, no extends)")
-    p.add_argument("--batch", type=int, default=1, help="batch size for memory estimates")
-    p.add_argument("--seq-len", type=int, help="sequence length (default: the model's context)")
+    p.add_argument("--batch", type=positive_int, default=1,
+                   help="batch size for memory estimates")
+    p.add_argument("--seq-len", type=positive_int,
+                   help="sequence length (default: the model's context)")
     p.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="float32")
     p.set_defaults(run=run)
+
+
+def positive_int(text: str) -> int:
+    """An argument that must be a whole number >= 1 (else a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

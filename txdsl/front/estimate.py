@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field
 
 from ..ir import Component, ModelIR, StackIR
@@ -20,6 +21,11 @@ from ..sdk.args import Dims
 from .validate import dims_for
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+MAX_PARAMS = 10**13  # ten trillion: a plugin's count beyond this is a bug, not a model
+
+
+class EstimateError(ValueError):
+    """A plugin's cost model returned something that can't be a count (a plugin bug)."""
 
 
 @dataclass
@@ -51,10 +57,17 @@ class _Counter:
         if comp is None:
             return 0
         try:
-            return self.args(comp).param_count(dims)
+            n = self.args(comp).param_count(dims)
         except NotImplementedError:
             self.unknown.append(f"{comp.family} '{comp.kind}'")
             return 0
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or \
+                not 0 <= n <= MAX_PARAMS:
+            plugin = self.registry.plugin_of(comp.family, comp.kind)
+            raise EstimateError(f"plugin '{plugin}': {comp.family} '{comp.kind}' param_count "
+                                f"returned {n!r:.60}; a parameter count is an int in "
+                                f"[0, {MAX_PARAMS:.0e}] (a bug in the plugin)")
+        return int(n)
 
     def flops(self, comp: Component | None, dims: Dims, seq: int) -> int:
         if comp is None:

@@ -115,6 +115,9 @@ def _checked(v: int | float, span: Span | None) -> int | float:
 
 
 def _power(a: int | float, b: int | float, span: Span | None) -> int | float:
+    if a == 0 and b < 0:
+        raise SpecError("division by zero", span,
+                        f"0 ** {b} is 1 / 0 ** {-b}; the base of a negative power can't be 0")
     if isinstance(a, int) and isinstance(b, int) and b >= 0 and abs(a) > 1:
         if b * math.log2(abs(a)) > 64:
             raise SpecError("value too large (beyond 2**63)", span)

@@ -3,7 +3,9 @@
 Each file sees the models it defines and those of the files it imports
 (directly; an imported file's own imports stay its business). Imports are
 relative to the importing file; a cycle is an error at the ``import`` that
-closes it.
+closes it. Only ``.tx`` files are imported (a symlink must point to one as
+well): an error never quotes the lines of a file that isn't a spec, such as
+``import "/etc/passwd"``.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ class Loader:
                             f"imports are relative to the importing file; looked for {target}")
         if target.is_dir():
             raise SpecError(f"cannot import \"{imp.path}\": it is a directory", imp.span)
+        if target.suffix != ".tx" or key.suffix != ".tx":  # never read (and quote) other files
+            raise SpecError(f"cannot import \"{imp.path}\": not a .tx spec file", imp.span,
+                            "imports name .tx files (a symlink must point to one too)")
         if len(stack) >= MAX_IMPORT_DEPTH:
             raise SpecError(f"imports nested more than {MAX_IMPORT_DEPTH} files deep", imp.span)
         imported = self.load_file(target, stack)
