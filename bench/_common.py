@@ -57,6 +57,13 @@ class GPT2Shape:
         )
 
 
+def txdsl_path() -> str:
+    """Where the txdsl being measured was imported from (a before/after run names its tree)."""
+    import txdsl
+
+    return txdsl.__file__
+
+
 def add_shape_args(p: argparse.ArgumentParser, default: GPT2Shape | None = None) -> None:
     d = default or GPT2Shape()
     g = p.add_argument_group("model shape (default: a small GPT-2 this CPU runs quickly)")

@@ -8,7 +8,14 @@ included), interleaved repetitions; ratio > 1: txdsl is faster.
 
 Both run eagerly with their default attention (``sdpa``); decoding steps of
 one token are dominated by per-step overhead at this size (Python, cache
-handling, small matmuls), which is what this measures.
+handling, small matmuls), which is what this measures. Besides time, each
+case records the bytes the allocator hands out per generated token (torch
+profiler, ``profile_memory``): a cache that grows by concatenation copies
+itself at every step, a preallocated one does not.
+
+Before/after a change to txdsl, run the same script against the old tree in
+the same session (``--label``; the old tree first on ``PYTHONPATH``, with its
+``plugins/``), and compare the ratios to HF, which are measured in each run.
 
     python bench/gpt2_generate.py                   # default small GPT-2
     python bench/gpt2_generate.py --cases 1x32+128,8x32+32
@@ -40,6 +47,15 @@ def parse_cases(text: str) -> list[tuple[int, int, int]]:
         b, _, p = bp.lower().partition("x")
         out.append((int(b), int(p), int(n)))
     return out
+
+
+def allocated_per_token(fn, tokens: int) -> float:
+    """Bytes the CPU allocator hands out during ``fn()``, per generated token."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return sum(max(e.self_cpu_memory_usage, 0) for e in prof.events()) / tokens
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
                                    "ms_per_step": 1000 * s["median_s"] / n}
                 entry["ratio_txdsl_vs_hf"] = (entry["hf"]["median_s"]
                                               / entry["txdsl"]["median_s"])
+                for name, fn in (("hf", hf_generate), ("txdsl", tx_generate)):
+                    entry[name]["alloc_bytes_per_token"] = allocated_per_token(
+                        functools.partial(fn, ids, mask, n), b * n)
                 print(f"  txdsl/hf {entry['ratio_txdsl_vs_hf']:.2f}x", flush=True)
             rows.append(entry)
 
@@ -104,11 +123,13 @@ def run(args: argparse.Namespace) -> int:
         "benchmark": "gpt2_generate",
         "what": "greedy generate tokens/s (batch*new / median seconds, prefill included); "
                 "ratio = HF time / txdsl time (>1 = txdsl faster)",
+        "label": args.label, "txdsl_from": str(Path(C.txdsl_path()).parent),
         "shape": shape.__dict__, "reps": reps, "env": env, "params": C.param_count(hf),
         "results": rows,
     }
     md = markdown(data)
-    js, mdp = C.write_results(args.out or "gpt2_generate", data, md)
+    name = args.out or ("gpt2_generate" + (f"_{args.label}" if args.label else ""))
+    js, mdp = C.write_results(name, data, md)
     print()
     print(md)
     print(f"\nwrote {js.relative_to(C.ROOT)} and {mdp.relative_to(C.ROOT)}")
@@ -118,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
 def markdown(data: dict) -> str:
     s = data["shape"]
     lines = [
-        "## GPT-2 greedy generation (KV cache): txdsl vs Hugging Face (same weights)",
+        "## GPT-2 greedy generation (KV cache): txdsl vs Hugging Face (same weights)"
+        + (f" [{data['label']}]" if data.get("label") else ""),
         "",
         f"Model: {s['layers']} layers, d_model {s['d_model']}, {s['heads']} heads, "
         f"vocab {s['vocab']} ({data['params']:,} parameters). {C.env_line(data['env'])}. "
@@ -128,9 +150,12 @@ def markdown(data: dict) -> str:
     rows = [[f"{r['batch']}", r["prompt"], r["new"],
              f"{C.fmt_rate(r['hf']['tokens_per_s'])} ({r['hf']['ms_per_step']:.1f} ms/step)",
              f"{C.fmt_rate(r['txdsl']['tokens_per_s'])} ({r['txdsl']['ms_per_step']:.1f} ms/step)",
-             f"{r['ratio_txdsl_vs_hf']:.2f}x"] for r in data["results"]]
+             f"{r['ratio_txdsl_vs_hf']:.2f}x",
+             f"{r['hf'].get('alloc_bytes_per_token', 0) / 1024:,.0f}",
+             f"{r['txdsl'].get('alloc_bytes_per_token', 0) / 1024:,.0f}"] for r in data["results"]]
     lines.append(C.md_table(["batch", "prompt", "new tokens", "HF generate tok/s",
-                             "txdsl generate tok/s", "txdsl vs HF"], rows))
+                             "txdsl generate tok/s", "txdsl vs HF", "HF KiB alloc/token",
+                             "txdsl KiB alloc/token"], rows))
     return "\n".join(lines)
 
 
@@ -142,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", default=None,
                    help=f"BxP+N: batch, prompt length, new tokens (default {DEFAULT_CASES})")
     p.add_argument("--reps", type=int, default=None, help="timed rounds (default 7; --quick 2)")
+    p.add_argument("--label", default="", help="a name for this run (e.g. before, after)")
     return run(p.parse_args(argv))
 
 
