@@ -132,7 +132,8 @@ def unknown_kind_hint(family: str, kind: str, installed: Iterable[str],
     listing = f"installed: {', '.join(names)}" if names else "none installed"
     other = sorted(set(elsewhere))
     if other:
-        return (f"'{kind}' is a {' and a '.join(other)} kind, not a {family} one "
+        article = lambda w: f"{'an' if w[0] in 'aeiou' else 'a'} {w}"  # noqa: E731
+        return (f"'{kind}' is {' and '.join(map(article, other))} kind, not {article(family)} one "
                 f"(`txdsl describe {kind}`); {family} kinds {listing}")
     known = entry(family, kind)
     if known is not None:

@@ -15,7 +15,7 @@ from importlib import import_module
 from .. import __version__
 from ..errors import SpecError
 
-COMMANDS = ["check", "show", "fmt", "schema", "build", "plugins"]
+COMMANDS = ["check", "show", "fmt", "schema", "build", "plugins", "describe"]
 
 
 class UsageError(Exception):
