@@ -44,6 +44,10 @@ COMMON = {
     "bias": "learned biases",
     "act": "the activation",
     "theta": "base of the rotation frequencies",
+    "base": "base of the sinusoid frequencies",
+    "buckets": "number of relative-position buckets",
+    "max_distance": "distances beyond this are treated alike",
+    "bidirectional": "separate buckets for keys before and after the query",
 }
 _OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "multiple_of": "multiple of",
         "min_length": "length >=", "max_length": "length <="}

@@ -52,7 +52,7 @@ def test_describe_full_text():
     lines = r.stdout.splitlines()
     assert lines[0].startswith("attention full: Exact multi-head softmax attention "
                                "(Vaswani et al. 2017)")
-    assert lines[1] == "paper: Vaswani et al. 2017 https://arxiv.org/abs/1706.03762"
+    assert lines[1:3] == ["paper: Vaswani et al. 2017", "links: https://arxiv.org/abs/1706.03762"]
     assert "plugin: attention 0.1.0 (txdsl_attention)" in lines
     assert "usage: attention = full(heads: ...)" in lines
     assert any(line.split() == ["heads", "int", ">", "0", "(required)", "number", "of",
@@ -201,3 +201,10 @@ def test_find_kind_errors(registry):
     with pytest.raises(DescribeError, match="unknown kind 'zzz'") as info:
         find_kind(registry, "zzz")
     assert not info.value.ambiguous and "Writing a plugin" in info.value.hint
+
+
+def test_every_builtin_argument_has_a_doc_line(registry):
+    for family in ("norm", "ffn", "head", "patches"):  # documented with Field(description=...)
+        for kind in registry.kinds(family):
+            undocumented = [a.name for a in arguments(registry.args(family, kind)) if not a.doc]
+            assert not undocumented, f"{family} '{kind}': {undocumented}"

@@ -51,8 +51,10 @@ def run(args: argparse.Namespace) -> int:
 def render(info: dict[str, Any]) -> str:
     """The text ``txdsl describe`` prints."""
     out = [f"{info['family']} {info['kind']}: {info['summary']}".rstrip(": ")]
-    if info["paper"] or info["urls"]:
-        out.append(f"paper: {' '.join(filter(None, [info['paper'], *info['urls'][:1]]))}")
+    if info["paper"]:
+        out.append(f"paper: {info['paper']}")
+    if info["urls"]:
+        out.append(f"links: {info['urls'][0]}")
         out += [f"       {url}" for url in info["urls"][1:]]
     plugins = ", ".join(f"{p['name']} {p['version'] or '(unversioned)'}"
                         + (f" ({p['module']})" if p["module"] else "") for p in info["plugins"])
