@@ -3,15 +3,18 @@
 Plain data, from ``VARIANTS.md`` (the survey's variants and the families'
 defining papers): family -> kind -> what it is and where it comes from. The
 registry says what is *installed*; this says what *exists* in txdsl's plan,
-so an unknown kind's hint can tell "in the catalogue, not installed (yet)"
-from a likely typo (:func:`unknown_kind_hint`), and ``txdsl describe`` can
-describe a kind no plugin provides.
+so an unknown kind's error can tell "in the catalogue, not installed (yet)"
+from a likely typo (:func:`unknown_kind`, used by resolution and by kernel
+selection), and ``txdsl describe`` can say what a missing kind would be.
 """
 
 from __future__ import annotations
 
 import difflib
 from typing import Iterable, NamedTuple
+
+from .errors import Span, SpecError
+from .registry import FAMILIES, Registry
 
 
 class Entry(NamedTuple):
@@ -150,6 +153,16 @@ def unknown_kind_hint(family: str, kind: str, installed: Iterable[str],
                 f"{listing})")
     return (f"{listing}; '{kind}' is not in txdsl's catalogue either: a new {family} kind "
             f"comes from a plugin ({GUIDE})")
+
+
+def unknown_kind(family: str, kind: str, registry: Registry, span: Span | None) -> SpecError:
+    """The error for a kind no installed plugin provides: in the catalogue (not installed
+    yet), of another family, or a likely typo (:func:`unknown_kind_hint`)."""
+    elsewhere = [f for f in FAMILIES if f != family and registry.has(f, kind)]
+    message = (f"{family} '{kind}' is not installed" if entry(family, kind) and not elsewhere
+               else f"unknown {family} '{kind}'")
+    return SpecError(message, span,
+                     unknown_kind_hint(family, kind, registry.kinds(family), elsewhere))
 
 
 def declared_hint(family: str, kind: str, plugin: str | None) -> str:

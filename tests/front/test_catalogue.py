@@ -70,3 +70,17 @@ def test_resolution_uses_the_catalogue(kind, message):
     with pytest.raises(SpecError) as info:
         txdsl.parse(spec)
     assert info.value.message == message
+
+
+def test_building_a_declared_kind_says_why_and_what_to_do(registry):
+    from pathlib import Path
+
+    from txdsl.back.select import select
+
+    spec = Path(__file__).resolve().parents[2] / "specs" / "transformer_xl.tx"
+    ir = txdsl.parse_file(spec, registry=registry)
+    with pytest.raises(SpecError) as info:
+        select(ir, registry=registry)
+    assert "has no implementation yet (declared by plugin" in info.value.message
+    assert "declares its arguments and sizes, so specs using it check and show" in info.value.hint
+    assert 'README, "Writing a plugin"' in info.value.hint

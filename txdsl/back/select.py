@@ -15,8 +15,7 @@ from typing import Any, Iterator
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import SpecError
-from ..catalogue import declared_hint
-from ..front.values import unknown_kind
+from ..catalogue import declared_hint, unknown_kind
 from ..ir import Component, ModelIR
 from ..registry import FAMILIES, Registry
 from ..sdk.targets import Target

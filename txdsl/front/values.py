@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from ..errors import ErrorSink, Span, SpecError, did_you_mean
 from .expr import ComponentValue, Scope, Symbol, Value, describe
 from ..ir import Component
-from ..catalogue import entry, unknown_kind_hint
-from ..registry import FAMILIES, Registry
+from ..catalogue import unknown_kind
+from ..registry import Registry
 
 
 def as_int(v: Value, span: Span | None, what: str, minimum: int = 1, scope: Scope | None = None) -> int:
@@ -116,16 +116,6 @@ def to_component(cv: ComponentValue, family: str, registry: Registry, scope: Sco
         raise  # pragma: no cover  (every error was reported above)
     return Component(family=family, kind=cv.kind, args=args.model_dump(mode="json"),
                      span=cv.span, arg_spans=dict(cv.arg_spans))
-
-
-def unknown_kind(family: str, kind: str, registry: Registry, span: Span | None) -> SpecError:
-    """The error for a kind no installed plugin provides: in the catalogue (not installed
-    yet), of another family, or a likely typo (:func:`txdsl.catalogue.unknown_kind_hint`)."""
-    elsewhere = [f for f in FAMILIES if f != family and registry.has(f, kind)]
-    message = (f"{family} '{kind}' is not installed" if entry(family, kind) and not elsewhere
-               else f"unknown {family} '{kind}'")
-    return SpecError(message, span,
-                     unknown_kind_hint(family, kind, registry.kinds(family), elsewhere))
 
 
 def signature(model: type) -> str:
