@@ -135,9 +135,17 @@ class ErrorSink:
     def __bool__(self) -> bool:
         return bool(self._errors)
 
-    def check(self) -> None:
-        if self._errors:
-            raise self._errors[0] if len(self._errors) == 1 else SpecErrors(self._errors)
+    def check(self, *, in_file_order: bool = False) -> None:
+        """Raise what was collected, if anything; ``in_file_order`` sorts by place
+        (files in the order they first appear), for errors several stages found."""
+        errors = self._errors
+        if in_file_order:
+            files: dict[str | None, int] = {}
+            for e in errors:
+                files.setdefault(e.path, len(files))
+            errors = sorted(errors, key=lambda e: (files[e.path], e.line or 0, e.column or 0))
+        if errors:
+            raise errors[0] if len(errors) == 1 else SpecErrors(errors)
 
 
 def did_you_mean(name: str, choices: Iterable[str], what: str = "installed") -> str | None:

@@ -11,7 +11,7 @@ patches in row-major order.
 
 from __future__ import annotations
 
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from txdsl.sdk import ArgError, BuildContext, Dims, PatchesArgs
@@ -21,7 +21,7 @@ class ConvPatchesArgs(PatchesArgs):
     """ViT patch embedding (Dosovitskiy et al. 2021): non-overlapping conv, one token per patch."""
 
     size: PositiveInt  # patch side, pixels
-    channels: PositiveInt = 3
+    channels: PositiveInt = Field(default=3, description="input image channels")
     image: PositiveInt  # image side, pixels (square images)
 
     def check(self, dims: Dims) -> None:

@@ -19,6 +19,7 @@ count matches the MLP's (3 d h vs 2 d h).
 
 from __future__ import annotations
 
+from pydantic import Field
 from typing import ClassVar, Literal
 
 from torch import Tensor, nn
@@ -33,7 +34,8 @@ class GLUArgs(FFNArgs):
     """GLU FFN (Dauphin et al. 2016; Shazeer 2020): down(sigmoid(gate(x)) * up(x))."""
 
     gate_act: ClassVar[str] = "sigmoid"
-    bias: bool = False
+    bias: bool = Field(default=False, description="biases on the gate, up and down "
+                       "projections (none in T5 v1.1 and LLaMA)")
 
     def param_count(self, dims: Dims) -> int:
         d, h = dims.width, self.hidden
@@ -55,7 +57,8 @@ class ReGLUArgs(GLUArgs):
 class GeGLUArgs(GLUArgs):
     """GeGLU FFN (Shazeer 2020; T5 v1.1 with approximate: tanh): down(gelu(gate(x)) * up(x))."""
 
-    approximate: Literal["none", "tanh"] = "none"
+    approximate: Literal["none", "tanh"] = Field(
+        default="none", description="GELU exactly, or its tanh approximation")
 
     def activation(self) -> nn.Module:
         return nn.GELU(approximate=self.approximate)

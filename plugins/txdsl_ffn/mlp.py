@@ -8,6 +8,7 @@ the original; ``gelu`` BERT and ViT; ``gelu_tanh`` GPT-2 (``gelu_new``).
 
 from __future__ import annotations
 
+from pydantic import Field
 from torch import Tensor, nn
 
 from txdsl.sdk import BuildContext, Dims, FFNArgs
@@ -19,7 +20,8 @@ from .activations import Activation, activation
 class MLPArgs(FFNArgs):
     """Two-layer MLP (Vaswani et al. 2017): down(act(up(x)))."""
 
-    act: Activation = "gelu"
+    act: Activation = Field(default="gelu", description="the activation between the two "
+                                                        "linear layers")
 
     def param_count(self, dims: Dims) -> int:
         d, h = dims.width, self.hidden

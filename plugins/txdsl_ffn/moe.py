@@ -11,7 +11,7 @@ fails until the implementation lands.
 
 from __future__ import annotations
 
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
 from txdsl.sdk import ArgError, Dims, FFNArgs
 from txdsl.sdk.args import linear_params
@@ -22,9 +22,9 @@ from .activations import Activation
 class MoEArgs(FFNArgs):
     """Mixture of experts (Shazeer et al. 2017; Mixtral): top-k routed expert FFNs."""
 
-    experts: PositiveInt
-    top_k: PositiveInt = 2
-    act: Activation = "silu"
+    experts: PositiveInt = Field(description="number of expert feed-forwards")
+    top_k: PositiveInt = Field(default=2, description="experts each token is routed to")
+    act: Activation = Field(default="silu", description="the experts' activation")
     gated: bool = True  # experts are GLUs (gate, up, down), as in Mixtral
     bias: bool = False  # on the experts' layers; the router never has one
 

@@ -24,9 +24,10 @@ from txdsl.sdk.args import linear_params
 class ClassifierArgs(HeadArgs):
     """Sequence classifier: first-token or masked-mean pooling, then a linear layer."""
 
-    classes: PositiveInt
-    pool: Literal["first", "mean"] = "first"
-    bias: bool = True
+    classes: PositiveInt = Field(description="number of output classes")
+    pool: Literal["first", "mean"] = Field(
+        default="first", description="the first token (CLS), or the mean over unmasked tokens")
+    bias: bool = Field(default=True, description="a bias on the output layer")
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # on the pooled vector
 
     def param_count(self, dims: Dims) -> int:
@@ -40,9 +41,10 @@ class ClassifierArgs(HeadArgs):
 class TokenClassifierArgs(HeadArgs):
     """Token classifier (BERT NER): a linear layer on every token."""
 
-    classes: PositiveInt
-    bias: bool = True
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    classes: PositiveInt = Field(description="number of labels per token")
+    bias: bool = Field(default=True, description="a bias on the output layer")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0,
+                           description="dropout on the hidden states before the output layer")
 
     def param_count(self, dims: Dims) -> int:
         return linear_params(dims.d_model, self.classes, self.bias)

@@ -12,6 +12,7 @@ transform projects d_model down to E first.
 
 from __future__ import annotations
 
+from pydantic import Field
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -44,8 +45,9 @@ def tied_weight(ctx: BuildContext, kind: str) -> nn.Parameter:
 class LMHeadArgs(HeadArgs):
     """LM head: vocabulary logits, tied to the token embedding by default (Press & Wolf 2017)."""
 
-    tied: bool = True
-    bias: bool = False
+    tied: bool = Field(default=True, description="reuse the token embedding's weight "
+                       "(needs the embedding size to equal d_model)")
+    bias: bool = Field(default=False, description="a learned bias per vocabulary entry")
 
     def check(self, dims: Dims) -> None:
         require_vocab(dims, "lm")

@@ -29,10 +29,12 @@ from .lm import require_vocab, tied_weight
 class MLMHeadArgs(HeadArgs):
     """MLM head (BERT; ALBERT): dense to the embedding size, act, LayerNorm, tied decoder + bias."""
 
-    tied: bool = True
-    act: HeadActivation = "gelu"
+    tied: bool = Field(default=True, description="the decoder reuses the token embedding's "
+                       "weight")
+    act: HeadActivation = Field(default="gelu", description="activation after the dense "
+                                "transform")
     eps: float = Field(default=1e-12, gt=0.0)  # BERT's layer_norm_eps
-    bias: bool = True
+    bias: bool = Field(default=True, description="the output bias per vocabulary entry")
 
     def check(self, dims: Dims) -> None:
         require_vocab(dims, "mlm")

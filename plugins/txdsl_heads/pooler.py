@@ -6,6 +6,7 @@ next-sentence and sequence-classification heads.
 
 from __future__ import annotations
 
+from pydantic import Field
 from typing import Literal
 
 from torch import Tensor, nn
@@ -19,7 +20,8 @@ from .activations import activation
 class PoolerArgs(HeadArgs):
     """BERT pooler: the first token through dense(d, d) and tanh."""
 
-    act: Literal["tanh", "none"] = "tanh"
+    act: Literal["tanh", "none"] = Field(default="tanh",
+                                         description="activation after the dense layer")
 
     def param_count(self, dims: Dims) -> int:
         return linear_params(dims.d_model, dims.d_model, True)

@@ -7,6 +7,7 @@ whether the generator replaced it; ``(B, T, d_model)`` -> ``(B, T)``.
 
 from __future__ import annotations
 
+from pydantic import Field
 from torch import Tensor, nn
 
 from txdsl.sdk import BuildContext, Dims, HeadArgs
@@ -18,7 +19,8 @@ from .activations import HeadActivation, activation
 class RTDArgs(HeadArgs):
     """ELECTRA replaced-token detection: dense(d, d), act, dense_prediction(d, 1) per token."""
 
-    act: HeadActivation = "gelu"
+    act: HeadActivation = Field(default="gelu", description="activation after the first "
+                                "dense layer")
 
     def param_count(self, dims: Dims) -> int:
         d = dims.d_model

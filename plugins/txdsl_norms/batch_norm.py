@@ -24,7 +24,8 @@ from txdsl.sdk import BuildContext, Dims, NormArgs
 class BatchNormArgs(NormArgs):
     """BatchNorm (Ioffe & Szegedy 2015) over features, statistics across all tokens of a batch."""
 
-    momentum: float = Field(default=0.1, gt=0.0, le=1.0)
+    momentum: float = Field(default=0.1, gt=0.0, le=1.0,
+                            description="weight of each batch in the running statistics")
 
     def param_count(self, dims: Dims) -> int:
         return 2 * dims.width  # running_mean / running_var are buffers, not parameters

@@ -8,6 +8,7 @@ norm kind it can go anywhere a norm goes. No parameters.
 
 from __future__ import annotations
 
+from pydantic import Field
 from torch import Tensor, nn
 
 from txdsl.sdk import BuildContext, Dims, NormArgs
@@ -18,7 +19,7 @@ from .scale_norm import unit_norm
 class FixNormArgs(NormArgs):
     """FixNorm (Nguyen & Salazar 2019): project to the sphere of a fixed radius ``scale``."""
 
-    scale: float = 1.0
+    scale: float = Field(default=1.0, description="the fixed length of the output vectors")
 
     def param_count(self, dims: Dims) -> int:
         return 0

@@ -8,6 +8,7 @@ the shift (as in OLMo and some GPT-NeoX variants).
 
 from __future__ import annotations
 
+from pydantic import Field
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,7 +19,8 @@ from txdsl.sdk import BuildContext, Dims, NormArgs
 class LayerNormArgs(NormArgs):
     """LayerNorm (Ba et al. 2016): normalise by mean and variance, then scale and shift."""
 
-    bias: bool = True
+    bias: bool = Field(default=True, description="a learned shift after the scale; false "
+                       "drops it (OLMo, some GPT-NeoX variants)")
 
     def param_count(self, dims: Dims) -> int:
         return dims.width * (2 if self.bias else 1)

@@ -118,7 +118,7 @@ def test_non_utf8_error_points_at_the_byte(tmp_path: Path):
 def test_several_errors_all_reported():
     r = run("check", "tests/errors/several_errors.tx")
     assert r.returncode == 1
-    assert r.stderr.count(": error: ") == 3
+    assert r.stderr.count(": error: ") == 4  # dropout, norm, heads, act
 
 
 @pytest.mark.skipif(os.name != "posix", reason="permissions")

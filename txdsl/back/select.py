@@ -14,7 +14,8 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import SpecError, did_you_mean
+from ..errors import SpecError
+from ..catalogue import declared_hint, unknown_kind
 from ..ir import Component, ModelIR
 from ..registry import FAMILIES, Registry
 from ..sdk.targets import Target
@@ -149,8 +150,7 @@ def _choose(registry: Registry, comp: Component, target: Target,
             force: dict[str, str]) -> Choice:
     family, kind = comp.family, comp.kind
     if not registry.has(family, kind):
-        raise SpecError(f"unknown {family} '{kind}'", comp.span,
-                        did_you_mean(kind, registry.kinds(family)))
+        raise unknown_kind(family, kind, registry, comp.span)
     conflict = registry.conflict(family, kind)
     if conflict is not None:  # never let what else is installed decide what a spec builds
         raise SpecError(conflict.error(), comp.span, conflict.hint())
@@ -158,7 +158,8 @@ def _choose(registry: Registry, comp: Component, target: Target,
     if not impls:
         declared = [i.plugin for i in registry.all() if i.family == family and i.name == kind]
         by = f" (declared by plugin '{declared[0]}')" if declared else ""
-        raise SpecError(f"{family} '{kind}' has no implementation yet{by}", comp.span)
+        raise SpecError(f"{family} '{kind}' has no implementation yet{by}", comp.span,
+                        declared_hint(family, kind, declared[0] if declared else None))
 
     against = {i.impl: i.targets.reasons_against(target) for i in impls}
     forced = _forced(force, family, kind)

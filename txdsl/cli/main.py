@@ -18,7 +18,7 @@ from importlib import import_module
 from .. import __version__
 from ..errors import SpecError
 
-COMMANDS = ["check", "show", "fmt", "schema", "build", "plugins", "verify"]
+COMMANDS = ["check", "show", "fmt", "schema", "build", "plugins", "describe", "verify"]
 
 
 class UsageError(Exception):

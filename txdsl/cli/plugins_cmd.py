@@ -1,8 +1,10 @@
-"""``txdsl plugins [--json]``: what is installed, by plugin, with versions.
+"""``txdsl plugins [--json] [--args]``: what is installed, by plugin, with versions.
 
 Each plugin's registrations are grouped by family (``attention: full
 [reference, sdpa]``); backends say whether they can run here and, if not,
-why. A broken plugin is listed with its error; the command still exits 0.
+why. ``--args`` adds every kind's arguments (type, default, constraints; in
+JSON also choices and doc lines, as ``txdsl describe`` gives them). A broken
+plugin is listed with its error; the command still exits 0.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from ..arguments import arguments
 from ..plugins import get_registry
 from ..registry import Registry
 
@@ -21,6 +24,8 @@ def add_parser(sub) -> None:
                        description="List every plugin (entry-point group 'txdsl') with its "
                                    "version, what it registers by family, and errors.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--args", action="store_true",
+                   help="also every kind's arguments (txdsl describe KIND: one in full)")
     p.set_defaults(run=run)
 
 
@@ -37,8 +42,9 @@ def _registers(entries: list[str]) -> dict[str, dict[str, list[str]]]:
     return {fam: dict(names) for fam, names in out.items()}
 
 
-def report(registry: Registry) -> dict[str, Any]:
-    """The JSON ``txdsl plugins --json`` prints."""
+def report(registry: Registry, *, with_args: bool = False) -> dict[str, Any]:
+    """The JSON ``txdsl plugins --json`` prints; ``with_args``: each plugin also gets
+    ``arguments``, family -> kind -> its arguments (as ``txdsl describe --json``)."""
     from ..back.backends import backend_info
 
     plugins = []
@@ -47,6 +53,8 @@ def report(registry: Registry) -> dict[str, Any]:
         plugins.append({"name": info.name, "module": info.module, "version": info.version,
                         "ok": info.error is None, "error": info.error,
                         "registers": _registers(info.registered)})
+        if with_args:
+            plugins[-1]["arguments"] = _arguments(registry, plugins[-1]["registers"])
     backends = {}
     for name in sorted(registry.backends):
         try:
@@ -59,8 +67,16 @@ def report(registry: Registry) -> dict[str, Any]:
     return {"plugins": plugins, "backends": backends}
 
 
+def _arguments(registry: Registry, registers: dict[str, dict[str, list[str]]]
+               ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    return {family: {kind: [a.to_json() for a in arguments(registry.args(family, kind))]
+                     for kind in kinds if registry.has(family, kind)}
+            for family, kinds in registers.items() if family != "backend"}
+
+
 def run(args: argparse.Namespace) -> int:
-    data = report(get_registry())
+    registry = get_registry()
+    data = report(registry, with_args=args.args)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
@@ -76,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
                 continue
             listing = ", ".join(f"{n} [{', '.join(i)}]" if i else n for n, i in names.items())
             print(f"  {family}: {listing}")
+            if args.args:
+                for kind in names:
+                    if registry.has(family, kind):
+                        sig = ", ".join(a.signature_text()
+                                        for a in arguments(registry.args(family, kind)))
+                        print(f"    {kind}({sig})")
         if p["error"]:
             print(f"  error: {p['error']}")
     broken = sum(not p["ok"] for p in data["plugins"])

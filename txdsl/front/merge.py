@@ -15,7 +15,7 @@ expression of its parents that uses ``d_model``. Override rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import syntax as s
 from ..errors import ErrorSink, Span, SpecError, did_you_mean
@@ -91,17 +91,24 @@ def linearize(decl: s.ModelDecl, scope: FileScope) -> list[s.ModelDecl]:
     return chain[::-1]
 
 
-def merge(chain: list[s.ModelDecl]) -> ModelConfig:
+def merge(chain: list[s.ModelDecl], sink: ErrorSink | None = None) -> ModelConfig:
+    """The merged config of ``chain`` (root first).
+
+    A statement in error is reported and left out. With a ``sink`` the errors
+    go there and the (partial) config is still returned, so later stages can
+    report their own independent errors; without one they are raised here.
+    """
     model = chain[-1]
     config = ModelConfig(name=model.name, span=model.span, chain=[d.name for d in chain])
-    sink = ErrorSink()
+    own = ErrorSink() if sink is None else sink
     for decl in chain:
         for stmt in decl.body:
             try:
                 _model_stmt(config, stmt)
             except SpecError as err:
-                sink.add(err)
-    sink.check()
+                own.add(err)
+    if sink is None:
+        own.check()
     return config
 
 
@@ -177,8 +184,7 @@ def _merge_block(config: ModelConfig, stmt: s.Block) -> None:
                 if stmt.name not in STACKS:
                     raise SpecError(f"layer[...] blocks go inside an encoder or decoder block, "
                                     f"not in {stmt.name}", inner.span)
-                _check_layer_block(inner)
-                block.layers.append(inner)
+                block.layers.append(_check_layer_block(inner, sink))
             else:
                 _block_assign(block, inner, allowed)
         except SpecError as err:
@@ -214,8 +220,9 @@ def field_hint(name: str, allowed: tuple[str, ...]) -> str | None:
     return close
 
 
-def _check_layer_block(block: s.LayerBlock) -> None:
-    sink = ErrorSink()
+def _check_layer_block(block: s.LayerBlock, sink: ErrorSink) -> s.LayerBlock:
+    """``block`` without its statements in error, which go to ``sink``."""
+    kept = []
     for stmt in block.body:
         if isinstance(stmt, (s.Block, s.LayerBlock)):
             sink.add(SpecError("blocks can't nest inside layer[...]", stmt.span))
@@ -229,4 +236,6 @@ def _check_layer_block(block: s.LayerBlock) -> None:
                                    field_hint(name, LAYER_FIELDS)))
         elif len(stmt.target) > 2:
             sink.add(SpecError("write FIELD.ARG = value", stmt.span))
-    sink.check()
+        else:
+            kept.append(stmt)
+    return block if len(kept) == len(block.body) else replace(block, body=tuple(kept))

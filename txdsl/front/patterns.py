@@ -1,8 +1,10 @@
 """Per-layer patterns: which layers a ``layer[...]`` selects, and who shares with whom.
 
 Selectors follow Python indexing (``layer[-1]``, ``layer[2:6]``,
-``layer[3::4]``) but are strict: an index or slice bound past the last
-layer is an error, not silently clipped, and so is a selection of no layer.
+``layer[3::4]``, ``layer[0, 5]``). Slices have Python's semantics: their
+bounds clip to the layers there are, and a slice may select no layer, so a
+parent's ``layer[3::4]`` still holds in a child that shrinks ``layers`` to 2.
+An explicit index names one layer, so one past the last layer is an error.
 
 Sharing (``share = ...`` in a stack; Lan et al. 2020, ALBERT; Takase &
 Kiyono 2021 for ``cycle``/``sequence``):
@@ -51,14 +53,7 @@ def select_layers(block: s.LayerBlock, n: int, stack: str, scope: Scope) -> set[
                              for e in (sel.start, sel.stop, sel.step))
         if step == 0:
             raise SpecError("a slice step can't be 0", sel.step.span)  # type: ignore[union-attr]
-        for bound, expr, limit in ((start, sel.start, n - 1), (stop, sel.stop, n)):
-            if bound is not None and not -n <= bound <= limit:
-                raise SpecError(f"slice bound {bound} is out of range: the {stack} has {n} "
-                                f"layers (0..{last})", expr.span)  # type: ignore[union-attr]
-        chosen = range(n)[slice(start, stop, step)]
-        if not chosen:
-            raise SpecError(f"this slice selects no layer of the {stack} ({n} layers)", sel.span)
-        out.update(chosen)
+        out.update(range(n)[slice(start, stop, step)])  # clips, may be empty
     return out
 
 

@@ -81,22 +81,54 @@ def _pick(scope: FileScope, name: str | None, registry: Registry | None) -> Mode
 
 
 def resolve(decl: s.ModelDecl, scope: FileScope, registry: Registry) -> ModelIR:
-    config = merge(linearize(decl, scope))
-    ir = Resolver(config, registry).model()
-    validate(ir, registry)
+    """Merge, evaluate and validate one model, reporting every independent error.
+
+    A stage's errors don't stop the next one: a statement merge rejects is left
+    out (and what is missing because of it is not reported again), a component
+    in error is left out of the IR, and validation still checks the rest. Only
+    when a value everything depends on failed (``d_model``, the embedding's
+    input, a layer count) is validation skipped, so no error is a consequence
+    of another.
+    """
+    sink = ErrorSink()
+    config = merge(linearize(decl, scope), sink)
+    merged_cleanly = not sink
+    resolver = Resolver(config, registry, sink, partial=not merged_cleanly)
+    ir = resolver.model()
+    if ir is not None and not resolver.degraded:
+        validate(ir, registry, sink, structure=merged_cleanly and not sink)
+    sink.check(in_file_order=True)
+    if ir is None:  # pragma: no cover  (an IR that can't be built comes with errors)
+        raise RuntimeError(f"model '{decl.name}' could not be resolved, and no error says why")
     return ir
 
 
 class Resolver:
-    """Evaluates a merged config into IR, collecting independent errors."""
+    """Evaluates a merged config into IR, collecting independent errors in ``sink``.
 
-    def __init__(self, config: ModelConfig, registry: Registry):
+    ``partial``: merge left statements out (already reported), so what is
+    missing is not reported again. ``degraded`` (set while resolving): a value
+    the whole model depends on failed, so the IR is not worth validating.
+    """
+
+    def __init__(self, config: ModelConfig, registry: Registry, sink: ErrorSink | None = None,
+                 *, partial: bool = False):
         self.config = config
         self.registry = registry
         self.scope = Scope(config.params)
-        self.sink = ErrorSink()
+        self.sink = ErrorSink() if sink is None else sink
+        self.partial = partial
+        self.degraded = False
 
-    def model(self) -> ModelIR:
+    def _missing(self, error: SpecError, *, degrade: bool = True) -> None:
+        """Report something the spec lacks, unless merge dropped a statement (it may be that one)."""
+        self.degraded = self.degraded or degrade
+        if not self.partial:
+            self.sink.add(error)
+
+    def model(self) -> ModelIR | None:
+        """The model's IR, built as far as it can be despite errors (``None`` if it can't);
+        errors are in ``sink``, for the caller to raise."""
         params = {}
         for name, assign in self.config.params.items():
             v = self._try(lambda: self.scope.lookup(name, assign.span))
@@ -105,17 +137,23 @@ class Resolver:
         d_model = self._d_model()
         blocks = self.config.blocks
         embedding = self._embedding(blocks.get("embedding"), d_model)
-        encoder = self._try(lambda: self._stack(blocks["encoder"])) if "encoder" in blocks else None
-        decoder = self._try(lambda: self._stack(blocks["decoder"])) if "decoder" in blocks else None
+        encoder = self._try(lambda: self._stack(blocks["encoder"]), degrade=True) \
+            if "encoder" in blocks else None
+        decoder = self._try(lambda: self._stack(blocks["decoder"]), degrade=True) \
+            if "decoder" in blocks else None
         if "encoder" not in blocks and "decoder" not in blocks:
-            self.sink.add(SpecError(f"model '{self.config.name}' has no encoder or decoder",
+            self._missing(SpecError(f"model '{self.config.name}' has no encoder or decoder",
                                     self.config.span, "add decoder(N) { ... } or encoder(N) { ... }"))
         heads = self._heads(blocks.get("heads"))
         self._misplaced_fields()
-        self.sink.check()
-        return ModelIR(name=self.config.name, d_model=d_model, params=params,
-                       embedding=embedding, encoder=encoder, decoder=decoder, heads=heads,
-                       span=self.config.span)
+        try:
+            return ModelIR(name=self.config.name, d_model=d_model, params=params,
+                           embedding=embedding, encoder=encoder, decoder=decoder, heads=heads,
+                           span=self.config.span)
+        except ValueError:  # pydantic's ValidationError: parts in error are missing
+            if not self.sink:
+                raise
+            return None
 
     def _misplaced_fields(self) -> None:
         """A model-level ``final_norm = layernorm`` is a parameter nobody uses: almost
@@ -130,11 +168,14 @@ class Resolver:
 
     # ------------------------------------------------------------- helpers
 
-    def _try(self, fn):
+    def _try(self, fn, *, degrade: bool = False):
+        """``fn()``, or ``None`` with its error collected; ``degrade``: the value matters
+        to the whole model, so validation is skipped without it."""
         try:
             return fn()
         except SpecError as err:
             self.sink.add(err)
+            self.degraded = self.degraded or degrade
             return None
 
     def _value(self, slot: Slot) -> Value:
@@ -155,28 +196,31 @@ class Resolver:
     def _d_model(self) -> int:
         assign = self.config.params.get("d_model")
         if assign is None:
-            self.sink.add(SpecError(f"model '{self.config.name}' does not set d_model",
+            self._missing(SpecError(f"model '{self.config.name}' does not set d_model",
                                     self.config.span, "every model needs its width: d_model = 512"))
             return 1
-        v = self._try(lambda: self.scope.lookup("d_model", assign.span))
+        v = self._try(lambda: self.scope.lookup("d_model", assign.span), degrade=True)
         if v is None:
             return 1
-        return self._try(lambda: as_int(v, assign.value.span, "d_model", scope=self.scope)) or 1
+        return self._try(lambda: as_int(v, assign.value.span, "d_model", scope=self.scope),
+                         degrade=True) or 1
 
     # ----------------------------------------------------------- embedding
 
     def _embedding(self, block: BlockConfig | None, d_model: int) -> EmbeddingIR:
         if block is None:
-            self.sink.add(SpecError(f"model '{self.config.name}' has no embedding block",
+            self._missing(SpecError(f"model '{self.config.name}' has no embedding block",
                                     self.config.span, "add embedding { tokens = vocab }"))
             return EmbeddingIR(tokens=1, size=d_model)
         f = block.fields
-        get = lambda name, conv: self._try(lambda: conv(self._value(f[name]), f[name].value.span)) \
+        get = lambda name, conv: self._try(lambda: conv(self._value(f[name]), f[name].value.span),
+                                           degrade=name in ("tokens", "size")) \
             if name in f else None  # noqa: E731
         tokens = get("tokens", lambda v, sp: as_int(v, sp, "tokens (the vocabulary size)", scope=self.scope))
-        patches = self._try(lambda: self._component(f.get("patches"), "patches", "patches"))
+        patches = self._try(lambda: self._component(f.get("patches"), "patches", "patches"),
+                            degrade=True)
         if tokens is None and patches is None and "tokens" not in f and "patches" not in f:
-            self.sink.add(SpecError("the embedding needs an input: tokens = VOCAB, or patches = "
+            self._missing(SpecError("the embedding needs an input: tokens = VOCAB, or patches = "
                                     "conv(size: 16, image: 224)", block.span))
         size = get("size", lambda v, sp: as_int(v, sp, "size", scope=self.scope)) or d_model
         return EmbeddingIR(
@@ -221,8 +265,9 @@ class Resolver:
                             fields[name] = fields[name].edited(s.Assign(stmt.target[1:], stmt.value,
                                                                         span=stmt.span))
                         else:
-                            self.sink.add(SpecError(f"cannot set {'.'.join(stmt.target)}: {name} "
-                                                    f"is not set for layer {i}", stmt.span))
+                            self._missing(SpecError(f"cannot set {'.'.join(stmt.target)}: {name} "
+                                                    f"is not set for layer {i}", stmt.span),
+                                          degrade=False)
             layers.append(self._layer(i, fields, block))
         causal_default = block.name == "decoder"
         causal = self._try(lambda: as_bool(self._value(f["causal"]), f["causal"].value.span,
@@ -249,12 +294,13 @@ class Resolver:
                                                    RESIDUALS)) or "pre"
         attention = comp("attention", "attention")
         if "attention" not in f:
-            self.sink.add(SpecError(f"{block.name} layer {i} has no attention", block.span,
-                                    "set attention = full(heads: ...) in the stack block"))
+            self._missing(SpecError(f"{block.name} layer {i} has no attention", block.span,
+                                    "set attention = full(heads: ...) in the stack block"),
+                          degrade=False)
         if "ffn" not in f:
-            self.sink.add(SpecError(f"{block.name} layer {i} has no ffn", block.span,
+            self._missing(SpecError(f"{block.name} layer {i} has no ffn", block.span,
                                     "set ffn = mlp(hidden: ...), or ffn = none for an "
-                                    "attention-only layer"))
+                                    "attention-only layer"), degrade=False)
         norm_slot = f.get("norm")
         norm = comp("norm", "norm") if norm_slot is not None else None
         dropout = 0.0

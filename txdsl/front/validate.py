@@ -29,8 +29,22 @@ def dims_for(ir: ModelIR, registry: Registry, *, width: int | None = None,
     return base.model_copy(update={"width": width}) if width else base
 
 
-def validate(ir: ModelIR, registry: Registry) -> None:
-    sink = ErrorSink()
+def validate(ir: ModelIR, registry: Registry, sink: ErrorSink | None = None, *,
+             structure: bool = True) -> None:
+    """Check ``ir``; errors go to ``sink`` (raised here without one).
+
+    ``ir`` may lack components whose errors were already reported (the
+    resolver leaves them out, or puts an attention of kind ``?``): their
+    checks are skipped. ``structure=False`` also skips the rules about what a
+    model lacks (cross-attention), which such gaps would trip.
+    """
+    own = ErrorSink() if sink is None else sink
+    _validate(ir, registry, own, structure)
+    if sink is None:
+        own.check()
+
+
+def _validate(ir: ModelIR, registry: Registry, sink: ErrorSink, structure: bool) -> None:
 
     def check(comp: Component | None, dims: Dims) -> None:
         if comp is None or not registry.has(comp.family, comp.kind):
@@ -54,7 +68,10 @@ def validate(ir: ModelIR, registry: Registry) -> None:
         sink.add(SpecError("the embedding has both tokens and patches; pick one", emb.span))
 
     for stack in ir.stacks:
-        dims = dims_for(ir, registry, stack=stack)
+        try:
+            dims = dims_for(ir, registry, stack=stack)
+        except SpecError:  # layer 0's attention is in error, already reported
+            continue
         if _position_in_stack(stack, registry, sink):
             check(stack.position, dims)
         check(stack.final_norm, dims)
@@ -63,10 +80,10 @@ def validate(ir: ModelIR, registry: Registry) -> None:
                 continue
             for comp in (layer.norm, layer.attention, layer.cross_attention, layer.ffn):
                 check(comp, dims)
-        _cross_attention(ir, stack, sink)
+        if structure:
+            _cross_attention(ir, stack, sink)
     for head in ir.heads:
         check(head.head, dims_for(ir, registry))
-    sink.check()
 
 
 def _acts(comp: Component, registry: Registry) -> str | None:

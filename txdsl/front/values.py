@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from ..errors import ErrorSink, Span, SpecError, did_you_mean
 from .expr import ComponentValue, Scope, Symbol, Value, describe
 from ..ir import Component
+from ..catalogue import unknown_kind
 from ..registry import Registry
 
 
@@ -76,8 +77,7 @@ def _plain(v: Value) -> Any:
 def to_component(cv: ComponentValue, family: str, registry: Registry, scope: Scope) -> Component:
     """Check ``cv`` against the registered kind's argument model."""
     if not registry.has(family, cv.kind):
-        raise SpecError(f"unknown {family} '{cv.kind}'", cv.name_span or cv.span,
-                        did_you_mean(cv.kind, registry.kinds(family)))
+        raise unknown_kind(family, cv.kind, registry, cv.name_span or cv.span)
     model = registry.args(family, cv.kind)
     fields = model.model_fields
     sink = ErrorSink()
