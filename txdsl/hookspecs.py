@@ -1,21 +1,24 @@
 """The plugin hooks: how plugins add components and backends to txdsl.
 
 Every hook is called once per plugin when the registry is first needed
-(``txdsl.registry.get_registry``). Each receives ``register``, a callback
-owned by the host, and returns nothing; the host rejects a name that two
-plugins both register, naming both plugins. A plugin implements any subset::
+(``txdsl.plugins.get_registry``). Each receives ``register``, a callback
+owned by the host, and returns nothing. A name two plugins both register
+(with different argument models, or the same implementation name) is a
+recorded conflict: a built-in wins unless ``TXDSL_PREFER`` says otherwise,
+and a build that uses the contested name fails naming both plugins until
+it does. A plugin implements any subset::
 
     from txdsl.hookspecs import hookimpl
 
     @hookimpl
     def register_attention(register):
-        register(name="local", args=LocalArgs, build=LocalAttention.from_args,
+        register(name="window", args=WindowArgs, build=WindowAttention.from_args,
                  targets=Targets(devices=frozenset({"cpu", "cuda"})), priority=0)
 
 ``register(name, args, build=None, *, impl="reference", targets=Targets(),
 priority=0, doc=None)``:
 
-- ``name``: the kind written in specs (``local`` in ``local(window: 64)``);
+- ``name``: the kind written in specs (``window`` in ``window(heads: 8, window: 64)``);
 - ``args``: a pydantic model deriving from the family's base in
   :mod:`txdsl.sdk` (``AttentionArgs``, ``NormArgs``, ...); every
   implementation of one name must use the same model;
@@ -26,6 +29,10 @@ priority=0, doc=None)``:
   several implementations of one name are selected per target by
   ``targets`` and ``priority`` (higher wins); ``reference`` must exist for a
   kind with any implementation, since ``txdsl verify`` compares against it.
+
+Attention modules follow the contract in :mod:`txdsl.sdk.attention` (subclass
+``txdsl.sdk.Attention``, override ``attend``); ``txdsl verify KIND`` runs the
+contract suite (:mod:`txdsl.sdk.testing`) on an installed kind.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import SpecError
+from ..errors import SpecError, did_you_mean
 from ..catalogue import declared_hint, unknown_kind
 from ..ir import Component, ModelIR
 from ..registry import FAMILIES, Registry
