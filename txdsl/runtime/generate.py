@@ -9,7 +9,7 @@ The arguments are checked before any work (:func:`check_generate`): an
 empty prompt, a prompt plus ``max_new_tokens`` longer than the model's
 context (unless ``truncate=True``: then decoding stops at the context),
 ``top_k < 1``, ``top_p`` outside (0, 1] and a temperature <= 0 with sampling
-are ``ValueError``\s; the prompt's ids are checked by the model's boundary
+raise ``ValueError``; the prompt's ids are checked by the model's boundary
 (:mod:`txdsl.runtime.boundary`).
 
 Left-padded batches work as in Hugging Face: the attention mask marks the
