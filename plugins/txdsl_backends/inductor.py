@@ -8,6 +8,11 @@ a compile error surfaces during the build, not at the first real call.
 
 The artifact holds the weights and the IR only: loading it rebuilds the model
 and compiles it again (Inductor's caches make that quick on the same machine).
+
+Inputs are checked in Python before the compiled code runs (a forward
+pre-hook on the compiled module, :func:`guard`): inside the compiled graph
+only the shape and dtype checks of :mod:`txdsl.runtime.boundary` remain, and
+a bad id in a compiled kernel aborts the process instead of raising.
 """
 
 from __future__ import annotations
@@ -60,9 +65,10 @@ class InductorBackend:
     def compile(self, module: Any, options: InductorOptions) -> Any:
         import torch
 
-        return torch.compile(module, backend="inductor", fullgraph=options.fullgraph,
-                             dynamic=options.dynamic, mode=options.mode,
-                             options=dict(options.options) if options.options else None)
+        compiled = torch.compile(module, backend="inductor", fullgraph=options.fullgraph,
+                                 dynamic=options.dynamic, mode=options.mode,
+                                 options=dict(options.options) if options.options else None)
+        return guard(compiled, module)
 
     def lower(self, module: Any, example_inputs: dict, options: InductorOptions) -> Any:
         import torch
@@ -78,3 +84,23 @@ class InductorBackend:
 
     def load(self, directory: Path, module: Any, options: InductorOptions) -> Any:
         return self.compile(module, options)
+
+
+def guard(compiled: Any, module: Any) -> Any:
+    """Check ``module``'s inputs (a TxModel's boundary) before ``compiled`` runs.
+
+    A forward pre-hook of the compiled module runs in Python, outside the
+    compiled frame, so every check, data-dependent ones included, runs there;
+    the compiled cache can't grow, so cache slots must fit its capacity.
+    """
+    limits = getattr(module, "limits", None)
+    if compiled is module or limits is None:  # eager already checks; not a TxModel
+        return compiled
+    from txdsl.runtime.boundary import bind, check_inputs
+
+    def check(_: Any, args: tuple, kwargs: dict) -> None:
+        inputs = bind(module.forward, args, kwargs)
+        check_inputs(limits, inputs, dtype=module._dtype(), cache_grows=False)
+
+    compiled.register_forward_pre_hook(check, with_kwargs=True)
+    return compiled

@@ -5,6 +5,13 @@ The cache is allocated once for the prompt plus ``max_new_tokens``
 every decoding step passes tensors of the same shapes (one token, its mask
 column, its position, its slot), so a compiled step is compiled once.
 
+The arguments are checked before any work (:func:`check_generate`): an
+empty prompt, a prompt plus ``max_new_tokens`` longer than the model's
+context (unless ``truncate=True``: then decoding stops at the context),
+``top_k < 1``, ``top_p`` outside (0, 1] and a temperature <= 0 with sampling
+raise ``ValueError``; the prompt's ids are checked by the model's boundary
+(:mod:`txdsl.runtime.boundary`).
+
 Left-padded batches work as in Hugging Face: the attention mask marks the
 padding, and position ids count only real tokens (``cumsum(mask) - 1``,
 padding at 0), so a row's positions don't depend on how much padding
@@ -30,12 +37,11 @@ def next_token(logits: Tensor, *, do_sample: bool = False, temperature: float = 
     Sampling applies, in Hugging Face's order: temperature, top-k, then top-p
     (nucleus; Holtzman et al. 2019, https://arxiv.org/abs/1904.09751).
     """
+    check_sampling(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
     if not do_sample:
         return logits.argmax(dim=-1)
-    if temperature <= 0:
-        raise ValueError(f"temperature ({temperature}) must be > 0; use do_sample=False for greedy")
     logits = logits.float() / temperature
-    if top_k is not None and top_k > 0:
+    if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and top_p < 1.0:
@@ -46,6 +52,50 @@ def next_token(logits: Tensor, *, do_sample: bool = False, temperature: float = 
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_sampling(*, do_sample: bool, temperature: float, top_k: int | None,
+                   top_p: float | None) -> None:
+    """Refuse sampling settings that mean nothing (``top_k``/``top_p`` are checked even
+    when greedy: a value out of range is a mistake either way)."""
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise ValueError(f"top_k ({top_k!r}) must be an integer >= 1 (None: no top-k filter)")
+    if top_p is not None and (not _number(top_p) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p ({top_p!r}) must be in (0, 1] (None or 1.0: no nucleus filter)")
+    if do_sample and (not _number(temperature) or not temperature > 0):
+        raise ValueError(f"temperature ({temperature!r}) must be > 0 when sampling; use "
+                         "do_sample=False for greedy decoding")
+
+
+def check_generate(model: "TxModel", input_ids: object, max_new_tokens: object, *,
+                   truncate: bool = False) -> int:
+    """Refuse an empty prompt or one that can't grow by ``max_new_tokens`` within the
+    context; returns the number of tokens to decode (fewer with ``truncate``)."""
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) \
+            or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens ({max_new_tokens!r}) must be an integer >= 0")
+    if not isinstance(input_ids, Tensor):
+        raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
+    if input_ids.ndim != 2 or input_ids.shape[0] < 1 or input_ids.shape[1] < 1:
+        raise ValueError(f"input_ids must be a non-empty (batch, sequence) prompt, got shape "
+                         f"{tuple(input_ids.shape)}")
+    context = model.context
+    if context is None:
+        return max_new_tokens
+    # a decoder-only model holds the prompt too; an encoder-decoder's decoder a start token
+    held = 1 if model.is_encoder_decoder else input_ids.shape[1]
+    if held + max_new_tokens <= context:
+        return max_new_tokens
+    what = "the start token" if model.is_encoder_decoder else f"the prompt ({held} tokens)"
+    if truncate and held <= context:
+        return context - held
+    raise ValueError(f"{what} + max_new_tokens ({max_new_tokens}) = {held + max_new_tokens} "
+                     f"tokens, but the model's context is {context}; lower max_new_tokens "
+                     "or pass truncate=True to stop at the context")
 
 
 def position_ids_from_mask(mask: Tensor) -> Tensor:
@@ -60,7 +110,8 @@ def generate(model: "TxModel", input_ids: Tensor, max_new_tokens: int, *,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
              eos_token_id: int | None = None, pad_token_id: int | None = None,
              decoder_start_token_id: int | None = None,
-             generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
+             generator: torch.Generator | None = None, use_cache: bool = True,
+             truncate: bool = False) -> Tensor:
     """Decode up to ``max_new_tokens`` tokens after ``input_ids`` ``(B, T)``.
 
     Returns ``(B, T + new)`` for a decoder-only model (prompt included, as
@@ -68,10 +119,12 @@ def generate(model: "TxModel", input_ids: Tensor, max_new_tokens: int, *,
     ``decoder_start_token_id``, for an encoder-decoder one. Rows that produced
     ``eos_token_id`` continue with ``pad_token_id`` (default: the eos id); decoding
     stops early once every row has. ``use_cache=False`` re-runs the whole
-    sequence each step (for testing the cache).
+    sequence each step (for testing the cache). A prompt plus ``max_new_tokens``
+    past the model's context is refused; with ``truncate=True`` decoding stops
+    at the context instead.
     """
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens ({max_new_tokens}) must be >= 0")
+    max_new_tokens = check_generate(model, input_ids, max_new_tokens, truncate=truncate)
+    check_sampling(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
     pick = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
                 generator=generator)
     pad = pad_token_id if pad_token_id is not None else eos_token_id

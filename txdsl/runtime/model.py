@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from .boundary import Limits, check_inputs
 from .cache import ModelCache
 from .embedding import Embedding
 from .outputs import TxOutput
@@ -40,6 +41,7 @@ class TxModel(nn.Module):
             raise ValueError("a model needs an encoder or a decoder stack")
         self.ir, self.plan = ir, plan
         self.context = context  # the longest sequence the model is built for, if known
+        self.limits = Limits.from_ir(ir, context=context)  # what its inputs may be (boundary.py)
         self.embedding = embedding
         self.encoder = encoder
         self.decoder = decoder
@@ -57,6 +59,11 @@ class TxModel(nn.Module):
     def main_stack(self) -> Stack:
         """The stack whose output the heads read."""
         return self.decoder if self.decoder is not None else self.encoder  # type: ignore[return-value]
+
+    def _dtype(self) -> torch.dtype | None:
+        """The floating dtype the model runs in (what ``pixel_values`` must have)."""
+        param = next(self.parameters(), None)
+        return param.dtype if param is not None else None
 
     def new_cache(self, batch: int = 1, capacity: int | None = None, *, device: Any = None,
                   dtype: torch.dtype | None = None) -> ModelCache:
@@ -78,6 +85,9 @@ class TxModel(nn.Module):
                 cache_position: Tensor | None = None) -> TxOutput:
         """Hugging Face's keywords; ``(B, T)`` ids and 0/1 masks, ``(B, C, H, W)`` pixels.
 
+        Every input is checked first (:mod:`txdsl.runtime.boundary`): a bad
+        one is a ``TypeError``/``ValueError`` naming it, before any layer runs.
+
         - ``attention_mask`` ``(B, T)``, 1 for real tokens; with a cache it may
           also cover the cached positions, ``(B, past + T)``, as in HF (its last
           ``T`` columns are this step's).
@@ -91,6 +101,12 @@ class TxModel(nn.Module):
           ``cache_position`` ``(T,)``: the slots this step writes (default:
           after what the cache holds; pass it to compile a decode step once).
         """
+        check_inputs(self.limits, dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, pixel_values=pixel_values,
+            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
+            past_key_values=past_key_values, decoder_position_ids=decoder_position_ids,
+            document_ids=document_ids, cache_position=cache_position), dtype=self._dtype())
         cache = past_key_values
         if use_cache and cache is None:
             cache = ModelCache()
@@ -175,7 +191,7 @@ class TxModel(nn.Module):
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                  eos_token_id: int | None = None, pad_token_id: int | None = None,
                  decoder_start_token_id: int | None = None, generator: Any = None,
-                 use_cache: bool = True) -> Tensor:
+                 use_cache: bool = True, truncate: bool = False) -> Tensor:
         """Decode ``max_new_tokens`` tokens; see :func:`txdsl.runtime.generate.generate`."""
         from .generate import generate
 
@@ -183,7 +199,7 @@ class TxModel(nn.Module):
                         do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
                         eos_token_id=eos_token_id, pad_token_id=pad_token_id,
                         decoder_start_token_id=decoder_start_token_id, generator=generator,
-                        use_cache=use_cache)
+                        use_cache=use_cache, truncate=truncate)
 
 
 def _with_cls(attention_mask: Tensor) -> Tensor:
