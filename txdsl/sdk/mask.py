@@ -122,6 +122,9 @@ class AttentionMask:
     lowered_total: ClassVar[int] = 0  # every lowering computed in eager mode, for tests
 
     def _once(self, key: tuple, make: Callable[[], object]) -> object:
+        if any(isinstance(k, torch.SymInt) for k in key):  # traced for export: no memo needed
+            self.lowerings += 1
+            return make()
         if key not in self._lowered:
             self._lowered[key] = make()
             self.lowerings += 1
