@@ -226,11 +226,9 @@ def _fuzz(spec: str, backends: str, tmp_path: Path) -> None:
         assert outcomes == {"ok", "refused"}, (backend, outcomes)
 
 
-# An encoder-decoder model doesn't export to aot yet (txdsl/sdk/mask.py keys its lowered
-# masks by two symbolic lengths: "unhashable type: non-nested SymInt"), so it is fuzzed eager.
 @needs_compiler
 @pytest.mark.parametrize("spec,backends", [("decoder", "eager,aot"), ("encoder", "eager,aot"),
-                                           ("encoder_decoder", "eager")])
+                                           ("encoder_decoder", "eager,aot")])
 def test_fuzz_the_boundary(spec, backends, tmp_path):
     """Eager and the aot package (built once in the child), 40 random cases each."""
     _fuzz(spec, backends, tmp_path)
