@@ -112,7 +112,7 @@ class TxModel(nn.Module):
             cache = ModelCache()
         if document_ids is not None and cache is not None:
             raise ValueError("document_ids (packed sequences) can't be used with a cache")
-        out = TxOutput()
+        memory = enc_hidden = None
 
         if self.is_encoder_decoder:
             if cache is not None and cache.memory is not None:
@@ -122,10 +122,8 @@ class TxModel(nn.Module):
                                                   position_ids, pixel_values, document_ids,
                                                   output_hidden_states)
                 memory_mask = attention_mask
-                out.encoder_hidden_states = enc_hidden
                 if cache is not None:
                     cache.memory, cache.memory_mask = memory, memory_mask
-            out.encoder_last_hidden_state = memory
             if decoder_input_ids is None:
                 raise ValueError("an encoder-decoder model needs decoder_input_ids")
             h, hidden, mask = self._run(self.decoder, decoder_input_ids, decoder_attention_mask,
@@ -137,14 +135,13 @@ class TxModel(nn.Module):
                                         token_type_ids, position_ids, pixel_values, document_ids,
                                         cache, cache_position, output_hidden_states)
 
-        out.last_hidden_state, out.hidden_states = h, hidden
-        for name, head in self.heads.items():
-            out.heads[name] = head(h, attention_mask=mask)
-        if self.logits_head is not None:
-            out.logits = out.heads[self.logits_head]
-        if use_cache:
-            out.past_key_values = cache
-        return out
+        heads = {name: head(h, attention_mask=mask) for name, head in self.heads.items()}
+        # One constructor call (no attribute writes after it): a compiled model with a graph
+        # break would otherwise lose them.
+        return TxOutput(logits=heads[self.logits_head] if self.logits_head is not None else None,
+                        heads=heads, last_hidden_state=h, hidden_states=hidden,
+                        past_key_values=cache if use_cache else None,
+                        encoder_last_hidden_state=memory, encoder_hidden_states=enc_hidden)
 
     def _encode(self, input_ids, attention_mask, token_type_ids, position_ids, pixel_values,
                 document_ids, output_hidden_states):
