@@ -69,11 +69,17 @@ class TxModel(nn.Module):
                   dtype: torch.dtype | None = None) -> ModelCache:
         """A preallocated ``past_key_values`` for ``batch`` rows and ``capacity`` decoded
         positions (default: the model's context, else 1024)."""
+        capacity = capacity or self.context or 1024
+        return ModelCache(self._stack_cache(self.main_stack, batch, capacity,
+                                            cross=self.is_encoder_decoder, device=device,
+                                            dtype=dtype))
+
+    def _stack_cache(self, stack: Stack, batch: int, capacity: int, *, cross: bool,
+                     device: Any = None, dtype: torch.dtype | None = None):
+        """A stack's decode cache, on the model's device and in its dtype unless told."""
         param = next(self.parameters())
-        stack = self.main_stack.new_cache(
-            batch, capacity or self.context or 1024, cross=self.is_encoder_decoder,
-            device=device or param.device, dtype=dtype or param.dtype)
-        return ModelCache(stack)
+        return stack.new_cache(batch, capacity, cross=cross, device=device or param.device,
+                               dtype=dtype or param.dtype)
 
     def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None, position_ids: Tensor | None = None,
@@ -158,15 +164,11 @@ class TxModel(nn.Module):
             position_ids = positions_in_documents(document_ids)
         stack_cache, slots = None, None
         if cache is not None:
+            B, T = (ids if ids is not None else pixel_values).shape[:2]
             if cache.stack is None:  # allocated at the first step: it needs the batch size
-                T = (ids if ids is not None else pixel_values).shape[1]
-                ref = next(self.parameters())
-                cache.stack = stack.new_cache(
-                    (ids if ids is not None else pixel_values).shape[0],
-                    cache.capacity or max(self.context or 0, T), cross=memory is not None,
-                    device=ref.device, dtype=ref.dtype)
+                capacity = cache.capacity or max(self.context or 0, T)
+                cache.stack = self._stack_cache(stack, B, capacity, cross=memory is not None)
             stack_cache = cache.stack
-            T = (ids if ids is not None else pixel_values).shape[1]
             slots = cache_position if cache_position is not None else stack_cache.slots(T)
         x = self.embedding(ids, token_type_ids=token_type_ids, position_ids=position_ids,
                            pixel_values=pixel_values, attention_mask=attention_mask,
