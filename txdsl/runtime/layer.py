@@ -8,6 +8,10 @@ Where the norm sits (``residual``), for each sublayer ``f``:
 
 Each sublayer has its own norm instances (``attention_norm``,
 ``cross_attention_norm``, ``ffn_norm``; sandwich adds ``*_norm_out``).
+
+An FFN whose class sets ``takes_state = True`` (a mixture of experts adding
+its load-balancing loss) is called ``ffn(x, state=state)`` with the stack's
+:class:`~txdsl.sdk.attention.StackState`; others are called ``ffn(x)``.
 """
 
 from __future__ import annotations
@@ -64,5 +68,9 @@ class Layer(nn.Module):
             x = self._residual(x, "cross_attention", lambda h: self.cross_attention(
                 h, memory, mask=cross_mask, position=None, cache=cross_cache, state=state))
         if self.ffn is not None:
-            x = self._residual(x, "ffn", self.ffn)
+            ffn = self.ffn
+            if getattr(type(ffn), "takes_state", False):
+                x = self._residual(x, "ffn", lambda h: ffn(h, state=state))
+            else:
+                x = self._residual(x, "ffn", ffn)
         return x

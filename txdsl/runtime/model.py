@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ..sdk.attention import StackState
 from .boundary import Limits, check_inputs
 from .cache import ModelCache
 from .embedding import Embedding
@@ -119,6 +120,13 @@ class TxModel(nn.Module):
         if document_ids is not None and cache is not None:
             raise ValueError("document_ids (packed sequences) can't be used with a cache")
         memory = enc_hidden = None
+        # Model inputs components read (StackState.inputs) and the auxiliary losses they add,
+        # shared by the stacks; each stack gets its own StackState (scores don't cross stacks).
+        component_inputs: dict[str, Tensor] = {}
+        aux_losses: dict[str, Tensor] = {}
+
+        def state() -> StackState:
+            return StackState(inputs=component_inputs, aux_losses=aux_losses)
 
         if self.is_encoder_decoder:
             if cache is not None and cache.memory is not None:
@@ -126,7 +134,7 @@ class TxModel(nn.Module):
             else:
                 memory, enc_hidden = self._encode(input_ids, attention_mask, token_type_ids,
                                                   position_ids, pixel_values, document_ids,
-                                                  output_hidden_states)
+                                                  output_hidden_states, state())
                 memory_mask = attention_mask
                 if cache is not None:
                     cache.memory, cache.memory_mask = memory, memory_mask
@@ -134,12 +142,12 @@ class TxModel(nn.Module):
                 raise ValueError("an encoder-decoder model needs decoder_input_ids")
             h, hidden, mask = self._run(self.decoder, decoder_input_ids, decoder_attention_mask,
                                         None, decoder_position_ids, None, None, cache,
-                                        cache_position, output_hidden_states,
+                                        cache_position, output_hidden_states, state(),
                                         memory=memory, memory_mask=memory_mask)
         else:
             h, hidden, mask = self._run(self.main_stack, input_ids, attention_mask,
                                         token_type_ids, position_ids, pixel_values, document_ids,
-                                        cache, cache_position, output_hidden_states)
+                                        cache, cache_position, output_hidden_states, state())
 
         heads = {name: head(h, attention_mask=mask) for name, head in self.heads.items()}
         # One constructor call (no attribute writes after it): a compiled model with a graph
@@ -147,17 +155,19 @@ class TxModel(nn.Module):
         return TxOutput(logits=heads[self.logits_head] if self.logits_head is not None else None,
                         heads=heads, last_hidden_state=h, hidden_states=hidden,
                         past_key_values=cache if use_cache else None,
-                        encoder_last_hidden_state=memory, encoder_hidden_states=enc_hidden)
+                        encoder_last_hidden_state=memory, encoder_hidden_states=enc_hidden,
+                        aux_loss=sum(aux_losses.values()) if aux_losses else None,
+                        aux_losses=aux_losses)
 
     def _encode(self, input_ids, attention_mask, token_type_ids, position_ids, pixel_values,
-                document_ids, output_hidden_states):
+                document_ids, output_hidden_states, state):
         h, hidden, _ = self._run(self.encoder, input_ids, attention_mask, token_type_ids,
                                  position_ids, pixel_values, document_ids, None, None,
-                                 output_hidden_states)
+                                 output_hidden_states, state)
         return h, hidden
 
     def _run(self, stack: Stack, ids, attention_mask, token_type_ids, position_ids,
-             pixel_values, document_ids, cache, cache_position, output_hidden_states,
+             pixel_values, document_ids, cache, cache_position, output_hidden_states, state,
              memory=None, memory_mask=None):
         """Embed, then run ``stack``; returns its output, hidden states and this step's mask."""
         if position_ids is None and document_ids is not None:
@@ -182,7 +192,7 @@ class TxModel(nn.Module):
         h, hidden = stack(x, positions=position_ids, attention_mask=attention_mask,
                           documents=document_ids, memory=memory, memory_mask=memory_mask,
                           cache=stack_cache, cache_position=slots,
-                          output_hidden_states=output_hidden_states)
+                          output_hidden_states=output_hidden_states, state=state)
         return h, hidden, _last(attention_mask, h.shape[1])
 
     def generate(self, input_ids: Tensor, max_new_tokens: int, *,

@@ -24,7 +24,13 @@ class TxOutput:
       (``layers + 1`` tensors, as Hugging Face returns them);
     - ``past_key_values``: the cache, when ``use_cache``;
     - ``encoder_last_hidden_state`` / ``encoder_hidden_states``: the encoder's,
-      in an encoder-decoder model.
+      in an encoder-decoder model;
+    - ``aux_losses``: the auxiliary losses components added during this forward,
+      by name (a mixture of experts' load balancing, a ponder cost, an adaptive
+      span's regulariser; see :meth:`StackState.add_loss
+      <txdsl.sdk.attention.StackState.add_loss>`), summed over layers and stacks;
+      ``aux_loss``: their sum (``None`` when there are none). Add it, scaled as
+      the paper says, to the training loss.
     """
 
     logits: Tensor | None = None
@@ -34,6 +40,8 @@ class TxOutput:
     past_key_values: ModelCache | None = None
     encoder_last_hidden_state: Tensor | None = None
     encoder_hidden_states: tuple[Tensor, ...] | None = None
+    aux_loss: Tensor | None = None
+    aux_losses: dict[str, Tensor] = field(default_factory=dict)
 
 
 # A pytree node, so torch.export / AOTInductor can flatten and rebuild the output.

@@ -42,14 +42,17 @@ class Stack(nn.Module):
                 attention_mask: Tensor | None = None,
                 documents: Tensor | None = None, memory: Tensor | None = None,
                 memory_mask: Tensor | None = None, cache: StackCache | None = None,
-                cache_position: Tensor | None = None,
-                output_hidden_states: bool = False) -> tuple[Tensor, tuple[Tensor, ...] | None]:
+                cache_position: Tensor | None = None, output_hidden_states: bool = False,
+                state: StackState | None = None) -> tuple[Tensor, tuple[Tensor, ...] | None]:
         """``x`` ``(B, T, d_model)``; ``positions`` ``(B|1, T)`` (default: the slots); ``attention_mask``
         ``(B, T)`` (or ``(B, past + T)``: its last ``T`` columns), 1 = real token;
         ``documents`` ``(B, T)`` ids of packed documents (no cache); ``memory_mask``
         ``(B, S)`` the encoder's; ``cache_position`` ``(T,)`` the slots to write
-        (default: after what the cache holds). Returns the output and, on request,
-        every layer's input followed by the output (after the final norm)."""
+        (default: after what the cache holds); ``state``: this forward's
+        :class:`StackState` (the model passes one holding its component inputs and
+        reads the auxiliary losses back; default: a fresh one). Returns the output
+        and, on request, every layer's input followed by the output (after the
+        final norm)."""
         B, T = x.shape[:2]
         real = attention_mask[:, -T:].bool() if attention_mask is not None else None
         # Data-dependent checks only in eager mode on real tensors (not compiling, not meta).
@@ -80,7 +83,7 @@ class Stack(nn.Module):
                                    else None, cross=True)
         position = (PositionContext.build(self.position, positions, k_positions, x.dtype)
                     if self.position is not None else None)
-        state = StackState()
+        state = state if state is not None else StackState()
 
         hidden: list[Tensor] = []
         for i, layer in enumerate(self.layers):

@@ -59,15 +59,29 @@ __all__ = ["Attention", "AttentionMask", "CrossKV", "PositionContext", "StackSta
 class StackState:
     """What flows between the layers of one stack forward, by declared name.
 
-    ``scores``: the previous layer's pre-softmax attention scores
-    ``(B, H, T, S)`` (RealFormer's residual attention, He et al. 2020,
-    https://arxiv.org/abs/2012.11747); ``shared``: tensors one layer computes
-    for the others (a bias shared by all layers), keyed by the kind that owns
-    them.
+    - ``scores``: the previous layer's pre-softmax attention scores
+      ``(B, H, T, S)`` (RealFormer's residual attention, He et al. 2020,
+      https://arxiv.org/abs/2012.11747);
+    - ``shared``: tensors one layer computes for the others (a bias shared by
+      all layers), keyed by the kind that owns them;
+    - ``inputs``: model inputs that components read at run time, by the
+      model keyword's name (``global_attention_mask``, ``task_ids``); set by
+      the model, read-only for components;
+    - ``aux_losses``: auxiliary losses components add during the forward
+      (:meth:`add_loss`: a load-balancing loss, a ponder cost, a span
+      regulariser); the model returns them as ``TxOutput.aux_losses`` and
+      their sum as ``TxOutput.aux_loss``.
     """
 
     scores: Tensor | None = None
     shared: dict[str, Tensor] = field(default_factory=dict)
+    inputs: dict[str, Tensor] = field(default_factory=dict)
+    aux_losses: dict[str, Tensor] = field(default_factory=dict)
+
+    def add_loss(self, name: str, value: Tensor) -> None:
+        """Add ``value`` (a scalar tensor) to the auxiliary loss ``name`` (summed over layers)."""
+        previous = self.aux_losses.get(name)
+        self.aux_losses[name] = value if previous is None else previous + value
 
 
 def repeat_kv(x: Tensor, groups: int) -> Tensor:
