@@ -5,7 +5,9 @@
 - positions act where they can: additive ones in the embedding, the others in
   a stack whose attention accepts them;
 - cross-attention only in the decoder of an encoder-decoder model, and such
-  a decoder must attend to its encoder.
+  a decoder must attend to its encoder;
+- an attention kind is used only where it can serve (``AttentionArgs.check_use``:
+  a causal stack, a bidirectional one, cross-attention), or it says why not.
 """
 
 from __future__ import annotations
@@ -80,10 +82,27 @@ def _validate(ir: ModelIR, registry: Registry, sink: ErrorSink, structure: bool)
                 continue
             for comp in (layer.norm, layer.attention, layer.cross_attention, layer.ffn):
                 check(comp, dims)
+            _attention_use(layer.attention, registry, sink, causal=stack.causal, cross=False)
+            _attention_use(layer.cross_attention, registry, sink, causal=False, cross=True)
         if structure:
             _cross_attention(ir, stack, sink)
     for head in ir.heads:
         check(head.head, dims_for(ir, registry))
+
+
+def _attention_use(comp: Component | None, registry: Registry, sink: ErrorSink, *,
+                   causal: bool, cross: bool) -> None:
+    """An attention kind that can't serve this use (causal, bidirectional, cross) says why."""
+    if comp is None or not registry.has("attention", comp.kind):
+        return
+    try:
+        args = registry.args("attention", comp.kind).model_validate(comp.args)
+        args.check_use(causal=causal, cross=cross)
+    except ArgError as err:
+        span = comp.arg_span(err.arg) if err.arg else comp.span
+        sink.add(SpecError(f"attention '{comp.kind}' {err.message}", span, err.hint))
+    except ValueError:  # its arguments are in error: reported by check()
+        return
 
 
 def _acts(comp: Component, registry: Registry) -> str | None:

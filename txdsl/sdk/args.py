@@ -16,7 +16,7 @@ module's real count.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
@@ -76,6 +76,14 @@ class AttentionArgs(ComponentArgs):
     family: ClassVar[str] = "attention"
     # Where a position scheme may act on this attention (see PositionArgs.acts).
     accepts: ClassVar[frozenset[str]] = frozenset({"qk", "bias"})
+    # Uses this kind can't serve, each with the reason a user reads: "causal" (in a causal
+    # stack), "bidirectional" (in a non-causal one), "cross" (as cross-attention), "decode"
+    # (with a decode state), "padding" (with key padding). Validation refuses the first
+    # three at the attention's span; the contract suite skips the checks they exclude.
+    unsupported: ClassVar[dict[str, str]] = {}
+    # Arguments besides ``heads`` that the contract suite and ``txdsl verify`` build this
+    # kind with (a kind with a required argument must give one), e.g. {"window": 4}.
+    example: ClassVar[dict[str, Any]] = {}
 
     heads: PositiveInt
     kv_heads: PositiveInt | None = None
@@ -83,6 +91,15 @@ class AttentionArgs(ComponentArgs):
     bias: bool = True  # biases on the q, k, v and output projections
     scale: float | None = None  # score scale; default 1/sqrt(head_dim) (T5 uses 1)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # on attention weights
+
+    def check_use(self, *, causal: bool, cross: bool) -> None:
+        """Raise :class:`ArgError` if this attention can't be used so: in a causal (or
+        bidirectional) stack, as cross-attention. The default reads :attr:`unsupported`."""
+        use = "cross" if cross else "causal" if causal else "bidirectional"
+        if use in self.unsupported:
+            where = {"cross": "as cross-attention", "causal": "in a causal stack",
+                     "bidirectional": "in a bidirectional (non-causal) stack"}[use]
+            raise ArgError(f"can't be used {where}: {self.unsupported[use]}")
 
     def n_kv_heads(self) -> int:
         return self.kv_heads or self.heads

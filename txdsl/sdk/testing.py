@@ -74,8 +74,9 @@ def subjects(registry: Any = None, family: str = "attention", kinds: list[str] |
         impls = registry.implementations(family, kind)
         ref = next((i for i in impls if i.impl == "reference"), None)
         for impl in impls:
-            args = registry.args(family, kind).model_validate(
-                {**BASE_ARGS.get(family, {}), **(example_args or {}).get(kind, {})})
+            cls = registry.args(family, kind)
+            args = cls.model_validate({**BASE_ARGS.get(family, {}), **getattr(cls, "example", {}),
+                                       **(example_args or {}).get(kind, {})})
             out.append(Subject(kind, impl.impl, impl.plugin, args, impl.build,
                                ref.build if ref is not None and ref is not impl else None,
                                family=family))
@@ -90,6 +91,14 @@ def attention_subjects(registry: Any = None, kinds: list[str] | None = None,
 
 class NotApplicable(Exception):
     """Raised by a check that does not apply to a subject (no reference to compare with)."""
+
+
+def _requires(s: Subject, *uses: str) -> None:
+    """Skip a check the kind declares it can't serve (``AttentionArgs.unsupported``)."""
+    unsupported = getattr(type(s.args), "unsupported", {})
+    for use in uses:
+        if use in unsupported:
+            raise NotApplicable(f"no {use} use: {unsupported[use]}")
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, what: str, tol: float = 1e-5) -> None:
@@ -108,14 +117,27 @@ def _padding(rows: int = B, keys: int = S) -> torch.Tensor:
 # ------------------------------------------------------------------- checks
 
 
+def _directions(s: Subject) -> list[bool]:
+    """The values of ``causal`` the kind serves."""
+    unsupported = getattr(type(s.args), "unsupported", {})
+    return [c for c, use in ((False, "bidirectional"), (True, "causal")) if use not in unsupported]
+
+
 @torch.no_grad()
 def output_shapes(s: Subject) -> None:
     """Self-attention, cross-attention and a single token give ``(B, T, d_model)``."""
     m = s.make()
     x, memory = torch.randn(B, T, D), torch.randn(B, S, D)
-    for got, want, what in [(m(x, mask=AttentionMask()), (B, T, D), "self-attention"),
-                            (m(x, memory, mask=AttentionMask()), (B, T, D), "cross-attention"),
-                            (m(x[:, :1], mask=AttentionMask(causal=True)), (B, 1, D), "length 1")]:
+    unsupported = getattr(type(s.args), "unsupported", {})
+    cases = []
+    if "bidirectional" not in unsupported:
+        cases.append((lambda: m(x, mask=AttentionMask()), (B, T, D), "self-attention"))
+    if "cross" not in unsupported:
+        cases.append((lambda: m(x, memory, mask=AttentionMask()), (B, T, D), "cross-attention"))
+    causal = "causal" not in unsupported
+    cases.append((lambda: m(x[:, :1], mask=AttentionMask(causal=causal)), (B, 1, D), "length 1"))
+    for run, want, what in cases:
+        got = run()
         if tuple(got.shape) != want:
             raise AssertionError(f"{what}: output shape {tuple(got.shape)}, expected {want}")
 
@@ -123,6 +145,7 @@ def output_shapes(s: Subject) -> None:
 @torch.no_grad()
 def causal_mask(s: Subject) -> None:
     """With ``causal``, changing the future doesn't change the past."""
+    _requires(s, "causal")
     m = s.make()
     x = torch.randn(B, T, D)
     y = x.clone()
@@ -134,12 +157,15 @@ def causal_mask(s: Subject) -> None:
 @torch.no_grad()
 def key_padding(s: Subject) -> None:
     """Padded keys' content never reaches a query (self- and cross-attention)."""
+    _requires(s, "padding")
     m = s.make()
     x, pad = torch.randn(B, S, D), _padding()
     y = torch.where(pad[..., None], x, torch.randn(B, S, D))
-    for causal in (False, True):
+    for causal in _directions(s):
         mask = AttentionMask(causal=causal, key_padding=pad)
         _close(m(x, mask=mask)[pad], m(y, mask=mask)[pad], f"padding (causal={causal})")
+    if "cross" in getattr(type(s.args), "unsupported", {}):
+        return
     q = torch.randn(B, T, D)
     mask = AttentionMask(key_padding=pad)
     _close(m(q, x, mask=mask), m(q, y, mask=mask), "cross-attention padding")
@@ -148,14 +174,17 @@ def key_padding(s: Subject) -> None:
 @torch.no_grad()
 def fully_masked_rows(s: Subject) -> None:
     """A query with no visible key gives finite numbers, not NaN."""
+    _requires(s, "padding")
     m = s.make()
     x = torch.randn(B, T, D)
     pad = torch.ones(B, T, dtype=torch.bool)
     pad[1] = False
     pad[0, 0] = False
-    for causal in (False, True):
+    for causal in _directions(s):
         if not torch.isfinite(m(x, mask=AttentionMask(causal=causal, key_padding=pad))).all():
             raise AssertionError(f"NaN/inf on a fully masked row (causal={causal})")
+    if "cross" in getattr(type(s.args), "unsupported", {}):
+        return
     none = AttentionMask(key_padding=torch.zeros(B, S, dtype=torch.bool))
     if not torch.isfinite(m(x, torch.randn(B, S, D), mask=none)).all():
         raise AssertionError("NaN/inf in cross-attention with every key padded")
@@ -164,6 +193,7 @@ def fully_masked_rows(s: Subject) -> None:
 @torch.no_grad()
 def cached_decoding(s: Subject) -> None:
     """Writing a preallocated decode state chunk by chunk (3, 2, 1, 1 tokens) equals one pass."""
+    _requires(s, "causal", "decode")
     m = s.make()
     x = torch.randn(B, T, D)
     full = m(x, mask=AttentionMask(causal=True))
@@ -184,9 +214,17 @@ def equals_reference(s: Subject) -> None:
     m, ref = s.make(), s.make(seed=1, factory=s.reference)
     ref.load_state_dict(m.state_dict())
     x, memory = torch.randn(B, T, D), torch.randn(B, S, D)
-    cases = [(None, AttentionMask(causal=True, key_padding=_padding(B, T)), "causal+padding"),
-             (None, AttentionMask(), "no mask"),
-             (memory, AttentionMask(key_padding=_padding()), "cross")]
+    unsupported = getattr(type(s.args), "unsupported", {})
+    padding = "padding" not in unsupported
+    cases = []
+    if "causal" not in unsupported:
+        cases.append((None, AttentionMask(causal=True, key_padding=_padding(B, T) if padding
+                                          else None), "causal+padding"))
+    if "bidirectional" not in unsupported:
+        cases.append((None, AttentionMask(), "no mask"))
+    if "cross" not in unsupported:
+        cases.append((memory, AttentionMask(key_padding=_padding() if padding else None),
+                      "cross"))
     for mem, mask, what in cases:
         keys = T if mem is None else S
         allowed = mask.dense(T, keys)
@@ -209,6 +247,8 @@ def cost_model(s: Subject) -> None:
     f1, f2 = s.args.flops_per_token(s.dims, 16), s.args.flops_per_token(s.dims, 64)
     if not (0 < f1 <= f2):
         raise AssertionError(f"flops_per_token is not positive and non-decreasing: {f1}, {f2}")
+    if "decode" in getattr(type(s.args), "unsupported", {}):
+        return
     state = s.make().new_state(1, 16)
     held = state.nbytes() // 4  # float32 elements
     said = s.args.state_elements(s.dims, 16)
