@@ -1,0 +1,28 @@
+"""Low-rank and prototype attention (issue 9): ``linformer``, ``nystrom``, ``lowrank``
+(factored projections), ``probsparse`` (Informer), and the prototype kinds.
+
+Each kind is one file; :func:`register` adds them to an attention registry
+(called from ``txdsl_attention.register_attention``).
+"""
+
+from __future__ import annotations
+
+from .factored import LowRankArgs, LowRankAttention
+from .linformer import LinformerArgs, LinformerAttention
+from .nystrom import NystromArgs, NystromAttention
+from .probsparse import ProbSparseArgs, ProbSparseAttention
+
+__all__ = ["LinformerArgs", "LinformerAttention", "LowRankArgs", "LowRankAttention",
+           "NystromArgs", "NystromAttention", "ProbSparseArgs", "ProbSparseAttention", "register"]
+
+
+def register(register_kind) -> None:
+    """Register every kind of this package (impl ``reference``)."""
+    register_kind(name="linformer", args=LinformerArgs, build=LinformerAttention.from_args,
+                  impl="reference")
+    register_kind(name="nystrom", args=NystromArgs, build=NystromAttention.from_args,
+                  impl="reference")
+    register_kind(name="lowrank", args=LowRankArgs, build=LowRankAttention.from_args,
+                  impl="reference")
+    register_kind(name="probsparse", args=ProbSparseArgs, build=ProbSparseAttention.from_args,
+                  impl="reference")

@@ -1,0 +1,27 @@
+"""Helpers the low-rank and prototype kinds share: key validity and the usual base checks."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from txdsl.sdk.mask import AttentionMask
+
+# Uses no kind of this package serves, with the reason a user reads.
+NO_DECODE = "it keeps no per-token decode state (its summary of the keys changes with every new key)"
+
+
+def key_weights(mask: AttentionMask, B: int, S: int, dtype: torch.dtype,
+                device: torch.device) -> Tensor | None:
+    """``(B, 1, S, 1)`` 1.0 for real keys, 0.0 for padded ones; ``None`` without padding."""
+    if mask.key_padding is None:
+        return None
+    return mask.key_padding.to(device=device, dtype=dtype).reshape(-1, 1, S, 1).expand(B, 1, S, 1)
+
+
+def masked_mean(x: Tensor, weights: Tensor | None, dim: int = -2) -> Tensor:
+    """The mean of ``x`` over ``dim`` counting only rows with weight 1 (0 if there are none)."""
+    if weights is None:
+        return x.mean(dim=dim, keepdim=True)
+    total = (x * weights).sum(dim=dim, keepdim=True)
+    return total / weights.sum(dim=dim, keepdim=True).clamp(min=1.0)

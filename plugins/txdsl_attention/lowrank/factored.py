@@ -1,0 +1,70 @@
+"""Low-rank parametrisation of the attention projections (the survey's "low-rank
+parameterization", Lin et al. 2021, "A Survey of Transformers",
+https://arxiv.org/abs/2106.04554, sec. 4.4.1; factored projections as in
+Wang et al. 2020, "Structured Pruning of Large Language Models",
+https://arxiv.org/abs/1910.04732).
+
+Kind ``lowrank``: exact softmax attention whose q, k, v and output projections
+are each a product of two thin matrices, ``W = A B`` with ``A`` ``d x rank``
+and ``B`` ``rank x out``, and whose head size may be smaller than
+``d_model / heads`` (``head_dim``): the attention matrix has rank at most
+``head_dim``, so a wide head is wasted capacity when the length is short.
+Everything else (masks, positions, decode state, GQA) is full attention's.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, PositiveInt
+from torch import nn
+
+from txdsl.sdk import AttentionArgs
+from txdsl.sdk.args import ArgError, Dims, linear_params
+
+from ..full import ReferenceAttention
+
+
+class LowRankArgs(AttentionArgs):
+    """Softmax attention with factored (rank-``rank``) q/k/v/out projections."""
+
+    accepts: ClassVar[frozenset[str]] = frozenset({"qk", "bias"})
+    example: ClassVar[dict] = {"rank": 4}
+
+    rank: PositiveInt = Field(description="inner size of each factored projection W = A B "
+                              "(A: in x rank, no bias; B: rank x out)")
+
+    def check(self, dims: Dims) -> None:
+        super().check(dims)
+        hd = self.head_size(dims)
+        if self.rank >= min(dims.width, self.heads * hd):
+            raise ArgError(f"rank ({self.rank}) is not below the projections' sizes "
+                           f"(d_model {dims.width}, heads x head_dim {self.heads * hd}): "
+                           "the factorisation would save nothing", arg="rank",
+                           hint="use full attention, or a smaller rank")
+
+    def param_count(self, dims: Dims) -> int:
+        d, hd, r = dims.width, self.head_size(dims), self.rank
+        outs = [self.heads * hd, self.n_kv_heads() * hd, self.n_kv_heads() * hd]
+        qkv = sum(d * r + linear_params(r, o, self.bias) for o in outs)
+        return qkv + self.heads * hd * r + linear_params(r, d, self.bias)
+
+    def flops_per_token(self, dims: Dims, seq_len: int) -> int:
+        return 2 * self.param_count(dims) + 2 * 2 * self.heads * self.head_size(dims) * seq_len
+
+
+def factored(d_in: int, d_out: int, rank: int, bias: bool) -> nn.Sequential:
+    """``x -> B(A x)``: a ``d_in -> d_out`` linear map of rank ``rank``."""
+    return nn.Sequential(nn.Linear(d_in, rank, bias=False), nn.Linear(rank, d_out, bias=bias))
+
+
+class LowRankAttention(ReferenceAttention):
+    """Exact softmax attention (the reference ``attend``) with factored projections."""
+
+    @classmethod
+    def from_args(cls, args: LowRankArgs, ctx) -> "LowRankAttention":
+        d, hd, r, b = ctx.dims.width, args.head_size(ctx.dims), args.rank, args.bias
+        h, h_kv = args.heads, args.n_kv_heads()
+        return cls(heads=h, kv_heads=h_kv, head_dim=hd, q_proj=factored(d, h * hd, r, b),
+                   k_proj=factored(d, h_kv * hd, r, b), v_proj=factored(d, h_kv * hd, r, b),
+                   out_proj=factored(h * hd, d, r, b), scale=args.scale, dropout=args.dropout)
