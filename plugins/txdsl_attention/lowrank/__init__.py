@@ -1,5 +1,6 @@
 """Low-rank and prototype attention (issue 9): ``linformer``, ``nystrom``, ``lowrank``
-(factored projections), ``probsparse`` (Informer), and the prototype kinds.
+(factored projections), ``probsparse`` (Informer), and the prototype and
+memory-compression kinds ``clustered``, ``compressed``, ``inducing``, ``luna``.
 
 Each kind is one file; :func:`register` adds them to an attention registry
 (called from ``txdsl_attention.register_attention``).
@@ -7,12 +8,17 @@ Each kind is one file; :func:`register` adds them to an attention registry
 
 from __future__ import annotations
 
+from .clustered import ClusteredArgs, ClusteredAttention
+from .compressed import CompressedArgs, CompressedAttention
 from .factored import LowRankArgs, LowRankAttention
+from .inducing import InducingArgs, InducingAttention
 from .linformer import LinformerArgs, LinformerAttention
+from .luna import LunaArgs, LunaAttention
 from .nystrom import NystromArgs, NystromAttention
 from .probsparse import ProbSparseArgs, ProbSparseAttention
 
-__all__ = ["LinformerArgs", "LinformerAttention", "LowRankArgs", "LowRankAttention",
+__all__ = ["ClusteredArgs", "ClusteredAttention", "CompressedArgs", "CompressedAttention",
+           "InducingArgs", "InducingAttention", "LunaArgs", "LunaAttention", "LinformerArgs", "LinformerAttention", "LowRankArgs", "LowRankAttention",
            "NystromArgs", "NystromAttention", "ProbSparseArgs", "ProbSparseAttention", "register"]
 
 
@@ -26,3 +32,10 @@ def register(register_kind) -> None:
                   impl="reference")
     register_kind(name="probsparse", args=ProbSparseArgs, build=ProbSparseAttention.from_args,
                   impl="reference")
+    register_kind(name="clustered", args=ClusteredArgs, build=ClusteredAttention.from_args,
+                  impl="reference")
+    register_kind(name="compressed", args=CompressedArgs, build=CompressedAttention.from_args,
+                  impl="reference")
+    register_kind(name="inducing", args=InducingArgs, build=InducingAttention.from_args,
+                  impl="reference")
+    register_kind(name="luna", args=LunaArgs, build=LunaAttention.from_args, impl="reference")
