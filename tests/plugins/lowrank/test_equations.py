@@ -1,0 +1,308 @@
+"""Each low-rank / prototype kind against its defining equation written naively, and the
+approximations converging to softmax attention (tiny shapes: d_model 32, 4 heads)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import txdsl_attention
+from txdsl.plugins import load_registry
+from txdsl.sdk import BuildContext, Dims
+from txdsl.sdk.attention import AttentionMask, StackState
+
+REGISTRY = load_registry({"attention": txdsl_attention})
+D, H, HD, B = 32, 4, 8, 2
+
+
+def build(kind: str, context: int = 16, **args):
+    impl = next(i for i in REGISTRY.implementations("attention", kind) if i.impl == "reference")
+    dims = Dims(d_model=D, width=D, embed_size=D, context=context)
+    return impl.build(REGISTRY.args("attention", kind)(heads=H, **args),
+                      BuildContext(dims=dims)).eval()
+
+
+def heads(x, lin):
+    """``(B, T, d)`` through ``lin``, split into ``(B, H, T, HD)``."""
+    return lin(x).view(x.shape[0], x.shape[1], H, -1).transpose(1, 2)
+
+
+def merge(y, lin):
+    return lin(y.transpose(1, 2).reshape(y.shape[0], y.shape[2], -1))
+
+
+def naive_mha(x, keys, q_proj, k_proj, v_proj, out_proj, key_ok=None):
+    """softmax(Q K^T / sqrt(d)) V, one (batch, head, query) at a time."""
+    q, k, v = heads(x, q_proj), heads(keys, k_proj), heads(keys, v_proj)
+    y = torch.zeros_like(q)
+    for b in range(q.shape[0]):
+        for h in range(H):
+            for t in range(q.shape[2]):
+                s = torch.stack([q[b, h, t] @ k[b, h, j] for j in range(k.shape[2])])
+                s = s / math.sqrt(q.shape[-1])
+                if key_ok is not None:
+                    s = s.masked_fill(~key_ok[b], float("-inf"))
+                y[b, h, t] = torch.softmax(s, 0) @ v[b, h]
+    return merge(y, out_proj)
+
+
+def full_of(m, x, memory=None, key_ok=None):
+    return naive_mha(x, x if memory is None else memory, m.q_proj, m.k_proj, m.v_proj,
+                     m.out_proj, key_ok)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+# ------------------------------------------------------------------ linformer
+
+@torch.no_grad()
+def test_linformer_equation_and_identity_projection():
+    T = 12
+    m = build("linformer", context=T, k=5)
+    x = torch.randn(B, T, D)
+    q, k, v = heads(x, m.q_proj), heads(x, m.k_proj), heads(x, m.v_proj)
+    kp = torch.matmul(m.E.T, k)  # (B, H, k, HD): E^T K
+    vp = torch.matmul(m.F.T, v)
+    want = merge(torch.softmax(q @ kp.transpose(-1, -2) / math.sqrt(HD), -1) @ vp, m.out_proj)
+    torch.testing.assert_close(m(x, mask=AttentionMask()), want, atol=1e-5, rtol=1e-5)
+    # k = length, E = F = identity: softmax attention exactly.
+    m = build("linformer", context=T, k=T)
+    m.E.copy_(torch.eye(T))
+    m.F.copy_(torch.eye(T))
+    got, ref = m(x, mask=AttentionMask()), full_of(m, x)
+    assert (got - ref).abs().max() < 1e-5
+
+
+# ------------------------------------------------------------------ nystrom
+
+@torch.no_grad()
+def test_nystrom_equation_as_the_papers_code():
+    T, L = 12, 4  # T divisible by the landmarks: the paper's reshape-mean
+    m = build("nystrom", landmarks=L, iterations=6, conv=3)
+    x = torch.randn(B, T, D)
+    q, k, v = (heads(x, p) for p in (m.q_proj, m.k_proj, m.v_proj))
+    q, k = q / HD ** 0.25, k / HD ** 0.25
+    ql = q.reshape(B, H, L, T // L, HD).mean(-2)
+    kl = k.reshape(B, H, L, T // L, HD).mean(-2)
+    k1 = torch.softmax(q @ kl.transpose(-1, -2), -1)
+    k2 = torch.softmax(ql @ kl.transpose(-1, -2), -1)
+    k3 = torch.softmax(ql @ k.transpose(-1, -2), -1)
+    eye = torch.eye(L)
+    z = k2.transpose(-1, -2) / k2.sum(-2).max(-1).values[..., None, None]
+    for _ in range(6):
+        kz = k2 @ z
+        z = 0.25 * z @ (13 * eye - kz @ (15 * eye - kz @ (7 * eye - kz)))
+    y = k1 @ z @ (k3 @ v) + m.conv(v)
+    torch.testing.assert_close(m(x, mask=AttentionMask()), merge(y, m.out_proj),
+                               atol=1e-5, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_nystrom_with_landmarks_equal_to_length_is_softmax():
+    T = 10
+    m = build("nystrom", landmarks=T, iterations=30)
+    x = torch.randn(B, T, D)
+    err = (m(x, mask=AttentionMask()) - full_of(m, x)).abs().max().item()
+    assert err < 1e-3, err  # measured ~1e-6; the iteration's convergence bounds it
+
+
+@torch.no_grad()
+def test_nystrom_error_falls_with_landmarks():
+    T = 32
+    m = build("nystrom", landmarks=2, iterations=20)
+    x = torch.randn(B, T, D) * 2
+    ref = full_of(m, x)
+    errs = []
+    for landmarks in (2, 8, 32):
+        m.landmarks = landmarks
+        errs.append((m(x, mask=AttentionMask()) - ref).abs().mean().item())
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-4, errs
+
+
+# ------------------------------------------------------------------ lowrank
+
+@torch.no_grad()
+def test_lowrank_is_full_attention_with_the_product_weights():
+    m = build("lowrank", rank=6, head_dim=4)  # head 4 < d_model / heads = 8
+    x, pad = torch.randn(B, 9, D), torch.ones(B, 9, dtype=torch.bool)
+    pad[0, -2:] = False
+    for p in (m.q_proj, m.k_proj, m.v_proj, m.out_proj):
+        a, b = p[0].weight, p[1].weight
+        assert a.shape[0] == 6 and torch.linalg.matrix_rank(b @ a) <= 6
+    got = m(x, mask=AttentionMask(key_padding=pad))
+    assert (got - full_of(m, x, key_ok=pad)).abs().max() < 1e-5
+
+
+# ------------------------------------------------------------------ probsparse
+
+@torch.no_grad()
+def test_probsparse_equation():
+    T, factor = 24, 2
+    m = build("probsparse", factor=factor)
+    x = torch.randn(B, T, D)
+    q, k, v = (heads(x, p) for p in (m.q_proj, m.k_proj, m.v_proj))
+    u = n = factor * math.ceil(math.log(T))  # 8 active queries, 8 sampled keys
+    picked = [i * T // n for i in range(n)]
+    y = torch.empty_like(q)
+    for b in range(B):
+        for h in range(H):
+            s = q[b, h] @ k[b, h, picked].T / math.sqrt(HD)  # (T, n)
+            measure = s.max(-1).values - s.mean(-1)
+            top = set(measure.topk(u).indices.tolist())
+            for t in range(T):
+                if t in top:
+                    y[b, h, t] = torch.softmax(q[b, h, t] @ k[b, h].T / math.sqrt(HD), 0) @ v[b, h]
+                else:
+                    y[b, h, t] = v[b, h].mean(0)
+    torch.testing.assert_close(m(x, mask=AttentionMask()), merge(y, m.out_proj),
+                               atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_probsparse_with_every_query_active_is_softmax():
+    T = 10
+    m = build("probsparse", factor=10)  # u = 10 * ceil(ln 10) >= T
+    x, pad = torch.randn(B, T, D), torch.ones(B, T, dtype=torch.bool)
+    pad[1, :3] = False
+    got = m(x, mask=AttentionMask(key_padding=pad))
+    assert (got - full_of(m, x, key_ok=pad)).abs().max() < 1e-5
+
+
+# ------------------------------------------------------------------ clustered
+
+@torch.no_grad()
+def test_clustered_one_cluster_per_query_is_softmax():
+    T = 9
+    m = build("clustered", clusters=T, iterations=3)
+    x = torch.randn(B, T, D)
+    assert (m(x, mask=AttentionMask()) - full_of(m, x)).abs().max() < 1e-5
+
+
+@torch.no_grad()
+def test_clustered_one_cluster_is_the_mean_query():
+    T = 9
+    m = build("clustered", clusters=1)
+    x = torch.randn(B, T, D)
+    q, k, v = (heads(x, p) for p in (m.q_proj, m.k_proj, m.v_proj))
+    c = q.mean(2, keepdim=True)  # (B, H, 1, HD): the one centroid
+    y = (torch.softmax(c @ k.transpose(-1, -2) / math.sqrt(HD), -1) @ v).expand_as(q)
+    torch.testing.assert_close(m(x, mask=AttentionMask()), merge(y, m.out_proj),
+                               atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_clustered_groups_separated_queries():
+    """Two far-apart query groups: k-means with 2 clusters splits them exactly."""
+    from txdsl_attention.lowrank.clustered import kmeans
+
+    pts = torch.cat([torch.randn(5, 3) * 0.1 + 10, torch.randn(4, 3) * 0.1 - 10])[None, None]
+    assign = kmeans(pts, 2, 5, None)[0, 0]
+    assert len(set(assign[:5].tolist())) == 1 and len(set(assign[5:].tolist())) == 1
+    assert assign[0] != assign[5]
+
+
+# ------------------------------------------------------------------ compressed
+
+@torch.no_grad()
+def test_compressed_equation():
+    T, s = 7, 3  # 7 keys -> 3 slots (the last one zero-padded)
+    m = build("compressed", stride=s)
+    x = torch.randn(B, T, D)
+    q, k, v = (heads(x, p) for p in (m.q_proj, m.k_proj, m.v_proj))
+
+    def slots(z, conv):  # slot j = W . [z_{js} .. z_{js+s-1}] + b, each z over all heads
+        flat = z.transpose(1, 2).reshape(B, T, H * HD)
+        flat = torch.cat([flat, torch.zeros(B, -T % s, H * HD)], 1)
+        w = conv.weight  # (C, C, s)
+        out = [sum(flat[:, j * s + i] @ w[:, :, i].T for i in range(s)) + conv.bias
+               for j in range(flat.shape[1] // s)]
+        return torch.stack(out, 1).view(B, -1, H, HD).transpose(1, 2)
+
+    kc, vc = slots(k, m.conv_k), slots(v, m.conv_v)
+    y = torch.softmax(q @ kc.transpose(-1, -2) / math.sqrt(HD), -1) @ vc
+    torch.testing.assert_close(m(x, mask=AttentionMask()), merge(y, m.out_proj),
+                               atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ inducing / luna
+
+@torch.no_grad()
+def test_inducing_is_two_nested_attentions():
+    m = build("inducing", m=3)
+    x, pad = torch.randn(B, 8, D), torch.ones(B, 8, dtype=torch.bool)
+    pad[0, -3:] = False
+    points = m.inducing.expand(B, -1, -1)
+    h = points + naive_mha(points, x, m.pack_q, m.pack_k, m.pack_v, m.pack_out, pad)
+    want = naive_mha(x, h, m.q_proj, m.k_proj, m.v_proj, m.out_proj)
+    got = m(x, mask=AttentionMask(key_padding=pad))
+    assert (got - want).abs().max() < 1e-5
+    perm = torch.randperm(5)  # a set: permuting the real elements permutes the output
+    got2 = m(x[:1, perm], mask=AttentionMask())
+    torch.testing.assert_close(got2, m(x[:1, :5], mask=AttentionMask())[:, perm],
+                               atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_luna_carries_the_packed_context_between_layers():
+    first, second = build("luna", p=3), build("luna", p=3)
+    x = torch.randn(B, 8, D)
+    state = StackState()
+    first(x, mask=AttentionMask(), state=state)
+    p1 = first.inducing.expand(B, -1, -1)
+    packed1 = naive_mha(p1, x, first.pack_q, first.pack_k, first.pack_v, first.pack_out)
+    p2 = first.norm(packed1 + p1)
+    torch.testing.assert_close(state.shared["luna"], p2, atol=1e-5, rtol=1e-5)
+    got = second(x, mask=AttentionMask(), state=state)  # reads p2, not its own P
+    packed2 = naive_mha(p2, x, second.pack_q, second.pack_k, second.pack_v, second.pack_out)
+    want = naive_mha(x, packed2, second.q_proj, second.k_proj, second.v_proj, second.out_proj)
+    assert (got - want).abs().max() < 1e-5
+    alone = second(x, mask=AttentionMask())
+    assert (alone - got).abs().max() > 1e-3  # its own P gives something else
+
+
+# ------------------------------------------------------------------ edges
+
+KINDS = {"linformer": {"k": 4}, "nystrom": {"landmarks": 4}, "lowrank": {"rank": 4},
+         "probsparse": {"factor": 2}, "clustered": {"clusters": 3}, "compressed": {"stride": 2},
+         "inducing": {"m": 3}, "luna": {"p": 3}}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@torch.no_grad()
+def test_length_one_and_bf16(kind):
+    m = build(kind, **KINDS[kind])
+    x = torch.randn(B, 11, D)
+    assert m(x[:, :1], mask=AttentionMask()).shape == (B, 1, D)
+    ref = m(x, mask=AttentionMask())
+    low = m.to(torch.bfloat16)(x.bfloat16(), mask=AttentionMask())
+    assert low.dtype == torch.bfloat16
+    err = (low.float() - ref).abs().max().item()
+    assert err < 0.1 * ref.abs().max().item(), err
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_graph_break(kind):
+    m = build(kind, **KINDS[kind])
+    x, pad = torch.randn(B, 11, D), torch.ones(B, 11, dtype=torch.bool)
+    pad[0, -2:] = False
+    compiled = torch.compile(m, backend="aot_eager", fullgraph=True)
+    mask = AttentionMask(key_padding=pad)
+    torch.testing.assert_close(compiled(x, mask=mask), m(x, mask=mask), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_inductor_forward_backward():
+    """One real inductor compile for the family (Linformer: the smallest graph)."""
+    m = build("linformer", context=12, k=4).train()
+    x = torch.randn(B, 12, D, requires_grad=True)
+    compiled = torch.compile(m, backend="inductor", fullgraph=True)
+    y = compiled(x, mask=AttentionMask())
+    torch.testing.assert_close(y, m(x, mask=AttentionMask()), atol=1e-4, rtol=1e-4)
+    y.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
