@@ -60,7 +60,7 @@ def test_declared_hint_names_the_plugin():
 
 
 @pytest.mark.parametrize("kind, message", [
-    ("linformer", "attention 'linformer' is not installed"),
+    ("collaborative", "attention 'collaborative' is not installed"),
     ("linfomer", "unknown attention 'linfomer'"),
     ("rope", "unknown attention 'rope'"),
 ])
