@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 

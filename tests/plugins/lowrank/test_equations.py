@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import txdsl_attention
 from txdsl.plugins import load_registry
