@@ -310,8 +310,10 @@ def test_registered():
         assert REGISTRY.args("attention", name).accepts == {"scores"}
     assert REGISTRY.args("attention", "full").accepts == {"qk", "bias"}
     for name in REGISTRY.kinds("attention"):  # the cost model answers for every kind
-        args = REGISTRY.args("attention", name)(heads=4)
-        assert args.param_count(dims(64)) > 0 and args.flops_per_token(dims(64), 128) > 0
+        cls = REGISTRY.args("attention", name)
+        args = cls(heads=4, **getattr(cls, "example", {}))  # required arguments: its example
+        d = dims(64, context=128)
+        assert args.param_count(d) > 0 and args.flops_per_token(d, 128) > 0
 
 
 @pytest.mark.parametrize("d,heads", [(32, 4), (48, 3), (64, 8)])
