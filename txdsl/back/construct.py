@@ -107,6 +107,7 @@ class _Builder:
         return Embedding(
             size=emb.size, d_model=self.ir.d_model, tokens=tokens,
             patches=self.component(emb.patches, d) if emb.patches is not None else None,
+            features=nn.Linear(emb.features, emb.size) if emb.features is not None else None,
             cls_token=emb.cls_token, position=position,
             token_types=nn.Embedding(emb.token_types, emb.size) if emb.token_types else None,
             norm=self.component(emb.norm, d) if emb.norm is not None else None,

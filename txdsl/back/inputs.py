@@ -32,7 +32,8 @@ def example_inputs(ir: ModelIR, registry: Registry, *, batch: int = 1, seq: int 
     """Small random inputs of the right kind for ``ir``, keyed like the model's call.
 
     ``input_ids`` ``(batch, min(16, context))`` for token models,
-    ``pixel_values`` ``(batch, channels, image, image)`` for image models, and
+    ``pixel_values`` ``(batch, channels, image, image)`` for image models,
+    ``features`` ``(batch, seq, N)`` floats for continuous-input models, and
     ``decoder_input_ids`` besides for encoder-decoder models.
     """
     g = torch.Generator().manual_seed(seed)
@@ -40,7 +41,11 @@ def example_inputs(ir: ModelIR, registry: Registry, *, batch: int = 1, seq: int 
     seq = seq or (min(16, ctx) if ctx else 16)
     out: dict[str, torch.Tensor] = {}
     patches = ir.embedding.patches
-    if patches is not None:
+    features = getattr(ir.embedding, "features", None)
+    if features is not None:  # continuous inputs (batch, seq, N)
+        out["features"] = torch.randn(batch, seq, features, generator=g).to(
+            device=device, dtype=getattr(torch, dtype))
+    elif patches is not None:
         image = patches.args.get("image", patches.args.get("image_size"))
         channels = patches.args.get("channels", 3)
         if not isinstance(image, int):

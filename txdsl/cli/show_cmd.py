@@ -92,7 +92,8 @@ def _layer_summary(stack) -> list[str]:
 def render(ir: ModelIR, est: Estimate) -> str:
     lines = [f"model {ir.name}  (hash {ir.hash()[:12]})", f"  d_model     {ir.d_model}"]
     e = ir.embedding
-    inp = f"tokens {e.tokens}" if e.tokens else f"patches {e.patches}"
+    inp = (f"tokens {e.tokens}" if e.tokens else f"features {e.features}"
+           if getattr(e, "features", None) else f"patches {e.patches}")
     lines.append(f"  embedding   {inp}, size {e.size}" + (f", position {e.position}"
                                                           if e.position else ""))
     for stack in ir.stacks:

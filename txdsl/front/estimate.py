@@ -87,6 +87,8 @@ def estimate(ir: ModelIR, registry: Registry, *, batch: int = 1, seq_len: int | 
     by: dict[str, int] = {}
     emb = (e.tokens or 0) * e.size + e.token_types * e.size + (e.size if e.cls_token else 0)
     emb += c.params(e.patches, edims) + c.params(e.position, edims) + c.params(e.norm, edims)
+    if getattr(e, "features", None):  # continuous inputs: Linear(features, size)
+        emb += e.features * e.size + e.size
     if e.size != ir.d_model:
         emb += e.size * ir.d_model + ir.d_model  # the projection E -> d_model
     by["embedding"] = emb

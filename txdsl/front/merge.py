@@ -24,7 +24,7 @@ from .loader import FileScope
 STACKS = ("encoder", "decoder")
 BLOCKS = ("embedding", "heads") + STACKS
 EMBEDDING_FIELDS = ("tokens", "patches", "size", "position", "token_types", "norm", "dropout",
-                    "scale", "cls_token")
+                    "scale", "cls_token", "features")
 LAYER_FIELDS = ("residual", "norm", "attention", "cross_attention", "ffn", "dropout")
 STACK_FIELDS = LAYER_FIELDS + ("position", "final_norm", "causal", "share")
 # Words people bring from other libraries, and what the field is called here.

@@ -219,12 +219,15 @@ class Resolver:
         tokens = get("tokens", lambda v, sp: as_int(v, sp, "tokens (the vocabulary size)", scope=self.scope))
         patches = self._try(lambda: self._component(f.get("patches"), "patches", "patches"),
                             degrade=True)
-        if tokens is None and patches is None and "tokens" not in f and "patches" not in f:
+        features = get("features", lambda v, sp: as_int(v, sp, "features (continuous input "
+                                                           "width)", scope=self.scope))
+        if (tokens is None and patches is None and features is None and "tokens" not in f
+                and "patches" not in f and "features" not in f):
             self._missing(SpecError("the embedding needs an input: tokens = VOCAB, or patches = "
                                     "conv(size: 16, image: 224)", block.span))
         size = get("size", lambda v, sp: as_int(v, sp, "size", scope=self.scope)) or d_model
         return EmbeddingIR(
-            tokens=tokens, patches=patches, size=size,
+            tokens=tokens, patches=patches, features=features, size=size,
             position=self._try(lambda: self._component(f.get("position"), "position", "position")),
             token_types=get("token_types", lambda v, sp: as_int(v, sp, "token_types", 0, self.scope)) or 0,
             norm=self._try(lambda: self._component(f.get("norm"), "norm", "norm")),

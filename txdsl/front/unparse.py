@@ -81,6 +81,8 @@ class _Printer:
             out.append(self.assign("tokens", s.Number(e.tokens)))
         if e.patches is not None:
             out.append(self.assign("patches", self.component(e.patches)))
+        if getattr(e, "features", None) is not None:
+            out.append(self.assign("features", s.Number(e.features)))
         if e.size != self.ir.d_model:
             out.append(self.assign("size", s.Number(e.size)))
         for name in ("position", "norm"):

@@ -68,6 +68,9 @@ def _validate(ir: ModelIR, registry: Registry, sink: ErrorSink, structure: bool)
         check(emb.position, edims)
     if emb.tokens is not None and emb.patches is not None:
         sink.add(SpecError("the embedding has both tokens and patches; pick one", emb.span))
+    if emb.features is not None and (emb.tokens is not None or emb.patches is not None):
+        sink.add(SpecError("the embedding has continuous features and tokens or patches; "
+                           "pick one input", emb.span))
 
     for stack in ir.stacks:
         try:

@@ -18,6 +18,7 @@ class EmbeddingIR(Node):
 
     tokens: PositiveInt | None = None  # vocabulary size; None for patch inputs
     patches: Component | None = None  # family "patches": image -> patch vectors
+    features: PositiveInt | None = None  # continuous inputs: (B, T, features) floats -> size
     size: PositiveInt  # embedding width E; a projection to d_model follows when E != d_model
     position: Component | None = None  # a position that is *added* to the embeddings
     token_types: NonNegativeInt = 0  # segment embeddings (BERT); 0 = none

@@ -40,7 +40,7 @@ ID_INPUTS = ("input_ids", "decoder_input_ids")
 INTEGER_INPUTS = ID_INPUTS + ("token_type_ids", "position_ids", "decoder_position_ids",
                               "document_ids", "cache_position")
 MASK_INPUTS = ("attention_mask", "decoder_attention_mask")
-TENSOR_INPUTS = INTEGER_INPUTS + MASK_INPUTS + ("pixel_values",)
+TENSOR_INPUTS = INTEGER_INPUTS + MASK_INPUTS + ("pixel_values", "features")
 ID_DTYPES = (torch.int64, torch.int32)
 
 
@@ -56,6 +56,14 @@ class Limits:
     patches: int | None  # tokens an image becomes, before a [CLS] vector
     cls_token: bool
     encoder_decoder: bool
+    features: int | None = None  # width N of continuous (B, T, N) float inputs, if taken
+
+    @property
+    def source(self) -> str:
+        """The keyword of the model's input: token ids, pixels or continuous features."""
+        if self.vocab is not None:
+            return "input_ids"
+        return "features" if self.features is not None else "pixel_values"
 
     @classmethod
     def from_ir(cls, ir: Any, *, context: int | None = None) -> "Limits":
@@ -78,7 +86,8 @@ class Limits:
         return cls(vocab=emb.tokens, context=context if _is_int(context) and context > 0 else None,
                    position_rows=rows, token_types=emb.token_types, image=image,
                    patches=patches, cls_token=emb.cls_token,
-                   encoder_decoder=ir.is_encoder_decoder)
+                   encoder_decoder=ir.is_encoder_decoder,
+                   features=getattr(emb, "features", None))
 
 
 def _is_int(value: Any) -> bool:
@@ -128,11 +137,11 @@ def check_types(given: Mapping[str, Any], dtype: torch.dtype | None = None) -> N
                             f"got {value.dtype}")
         if name in MASK_INPUTS and value.dtype.is_complex:
             raise TypeError(f"{name} must hold 0/1 (bool, integer or float), got {value.dtype}")
-        if name == "pixel_values":
+        if name in ("pixel_values", "features"):
             if not value.dtype.is_floating_point:
-                raise TypeError(f"pixel_values must be a floating-point tensor, got {value.dtype}")
+                raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
             if dtype is not None and value.dtype != dtype:
-                raise TypeError(f"pixel_values has dtype {value.dtype}, but the model runs in "
+                raise TypeError(f"{name} has dtype {value.dtype}, but the model runs in "
                                 f"{dtype}; convert it with .to({dtype})")
         devices[name] = value.device
     if devices:
@@ -145,6 +154,14 @@ def check_types(given: Mapping[str, Any], dtype: torch.dtype | None = None) -> N
 
 def check_roles(limits: Limits, given: Mapping[str, Any]) -> None:
     """Only inputs this model reads: ids or pixels, decoder inputs, token types."""
+    if limits.features is not None and "input_ids" in given:
+        raise ValueError(f"this model takes features (continuous (batch, sequence, "
+                         f"{limits.features}) floats), not input_ids")
+    if limits.features is None and "features" in given:
+        raise ValueError(f"this model takes {limits.source}, not features (its embedding "
+                         "declares no `features = N`)")
+    if limits.features is not None and "pixel_values" in given:
+        raise ValueError("this model takes features (continuous inputs), not pixel_values")
     if limits.vocab is None and "input_ids" in given:
         raise ValueError("this model takes pixel_values (images), not input_ids")
     if limits.vocab is not None and "pixel_values" in given:
@@ -164,7 +181,7 @@ def check_roles(limits: Limits, given: Mapping[str, Any]) -> None:
     if "cache_position" in given and cache is None:
         raise ValueError("cache_position given without past_key_values: it names cache slots")
     encoder_done = cache is not None and getattr(cache, "memory", None) is not None
-    source = "input_ids" if limits.vocab is not None else "pixel_values"
+    source = limits.source
     if source not in given and not encoder_done:
         raise ValueError(f"give {source}: the model's input")
     if limits.encoder_decoder and "decoder_input_ids" not in given:
@@ -182,7 +199,22 @@ def _sequence(limits: Limits, given: Mapping[str, Any], ids: str, mask: str, pos
               extra: tuple[str, ...] = ()) -> None:
     """One sequence: its ids (or pixels), mask, positions and per-token extras agree."""
     cached = given.get("past_key_values") is not None
-    if ids == "pixel_values":
+    if ids == "features":
+        x = given.get(ids)
+        if x is None:
+            return
+        _rank(given, ids, 3, "(batch, sequence, features)")
+        B, T, N = x.shape
+        T_pos = T
+        if N != limits.features:
+            raise ValueError(f"features has {N} values per position, but the model takes "
+                             f"{limits.features} (its embedding's `features = {limits.features}`)")
+        if T < 1:
+            raise ValueError(f"features has shape {tuple(x.shape)}: an empty sequence (T = 0)")
+        if limits.context is not None and T > limits.context:
+            raise ValueError(f"features has {T} positions per row, but the model's context is "
+                             f"{limits.context}")
+    elif ids == "pixel_values":
         x = given.get(ids)
         if x is None:
             return
@@ -232,7 +264,7 @@ def _sequence(limits: Limits, given: Mapping[str, Any], ids: str, mask: str, pos
 
 def check_shapes(limits: Limits, given: Mapping[str, Any]) -> None:
     """Ranks, non-empty inputs, one batch size, per-token inputs as long as their ids."""
-    source = "input_ids" if limits.vocab is not None else "pixel_values"
+    source = limits.source
     _sequence(limits, given, source, "attention_mask", "position_ids",
               ("token_type_ids", "document_ids"))
     _sequence(limits, given, "decoder_input_ids", "decoder_attention_mask",
@@ -254,8 +286,7 @@ def check_cache(limits: Limits, given: Mapping[str, Any]) -> None:
         raise TypeError("past_key_values must be the model's cache (model.new_cache(...), or "
                         f"the past_key_values a use_cache=True call returned), got "
                         f"{type(cache).__name__}")
-    ids = "decoder_input_ids" if limits.encoder_decoder else (
-        "input_ids" if limits.vocab is not None else "pixel_values")
+    ids = "decoder_input_ids" if limits.encoder_decoder else limits.source
     if ids not in given:
         return
     B, T = given[ids].shape[0], given[ids].shape[1]

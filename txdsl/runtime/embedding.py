@@ -1,6 +1,7 @@
 """The input embedding: token ids or image patches to ``(B, T, d_model)`` vectors.
 
     x = tokens(input_ids) [* sqrt(E)]          or  patches(pixel_values)
+                                               or  features(features): Linear(N, E)
     x = [cls; x]                                 (ViT: a learned vector first)
     x = x + position(position_ids) + token_types(token_type_ids)
     x = dropout(norm(x))                         (width E)
@@ -20,15 +21,17 @@ from torch import Tensor, nn
 
 class Embedding(nn.Module):
     def __init__(self, *, size: int, d_model: int, tokens: nn.Embedding | None = None,
-                 patches: nn.Module | None = None, cls_token: bool = False,
+                 patches: nn.Module | None = None, features: nn.Module | None = None,
+                 cls_token: bool = False,
                  position: nn.Module | None = None, token_types: nn.Embedding | None = None,
                  norm: nn.Module | None = None, dropout: float = 0.0, scale: bool = False):
         super().__init__()
-        if tokens is None and patches is None:
+        if tokens is None and patches is None and features is None:
             raise ValueError("an embedding needs token ids (tokens) or image patches (patches)")
         self.size, self.d_model = size, d_model
         self.tokens = tokens
         self.patches = patches
+        self.features = features  # continuous inputs (B, T, N) -> (B, T, E)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, size)) if cls_token else None
         self.position = position
         self.token_types = token_types
@@ -51,8 +54,13 @@ class Embedding(nn.Module):
 
     def forward(self, input_ids: Tensor | None = None, *, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None, pixel_values: Tensor | None = None,
-                attention_mask: Tensor | None = None, past_length: int | Tensor = 0) -> Tensor:
-        if pixel_values is not None:
+                attention_mask: Tensor | None = None, past_length: int | Tensor = 0,
+                features: Tensor | None = None) -> Tensor:
+        if features is not None:
+            if self.features is None:
+                raise ValueError("this model takes token ids or pixel_values, not features")
+            x = self.features(features)  # (B, T, E)
+        elif pixel_values is not None:
             if self.patches is None:
                 raise ValueError("this model takes token ids, not pixel_values")
             x = self.patches(pixel_values)  # (B, N, E)

@@ -89,7 +89,8 @@ class TxModel(nn.Module):
                 past_key_values: ModelCache | None = None, use_cache: bool = False,
                 output_hidden_states: bool = False,
                 decoder_position_ids: Tensor | None = None, document_ids: Tensor | None = None,
-                cache_position: Tensor | None = None) -> TxOutput:
+                cache_position: Tensor | None = None,
+                features: Tensor | None = None) -> TxOutput:
         """Hugging Face's keywords; ``(B, T)`` ids and 0/1 masks, ``(B, C, H, W)`` pixels.
 
         Every input is checked first (:mod:`txdsl.runtime.boundary`): a bad
@@ -107,13 +108,16 @@ class TxModel(nn.Module):
           one a call with ``use_cache`` returned), written in place;
           ``cache_position`` ``(T,)``: the slots this step writes (default:
           after what the cache holds; pass it to compile a decode step once).
+        - ``features`` ``(B, T, N)`` floats: continuous inputs, for a model whose
+          embedding declares ``features = N`` (time series, sets).
         """
         check_inputs(self.limits, dict(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             position_ids=position_ids, pixel_values=pixel_values,
             decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
             past_key_values=past_key_values, decoder_position_ids=decoder_position_ids,
-            document_ids=document_ids, cache_position=cache_position), dtype=self._dtype())
+            document_ids=document_ids, cache_position=cache_position, features=features),
+            dtype=self._dtype())
         cache = past_key_values
         if use_cache and cache is None:
             cache = ModelCache()
@@ -134,7 +138,7 @@ class TxModel(nn.Module):
             else:
                 memory, enc_hidden = self._encode(input_ids, attention_mask, token_type_ids,
                                                   position_ids, pixel_values, document_ids,
-                                                  output_hidden_states, state())
+                                                  output_hidden_states, state(), features)
                 memory_mask = attention_mask
                 if cache is not None:
                     cache.memory, cache.memory_mask = memory, memory_mask
@@ -147,7 +151,8 @@ class TxModel(nn.Module):
         else:
             h, hidden, mask = self._run(self.main_stack, input_ids, attention_mask,
                                         token_type_ids, position_ids, pixel_values, document_ids,
-                                        cache, cache_position, output_hidden_states, state())
+                                        cache, cache_position, output_hidden_states, state(),
+                                        features=features)
 
         heads = {name: head(h, attention_mask=mask) for name, head in self.heads.items()}
         # One constructor call (no attribute writes after it): a compiled model with a graph
@@ -160,21 +165,23 @@ class TxModel(nn.Module):
                         aux_losses=aux_losses)
 
     def _encode(self, input_ids, attention_mask, token_type_ids, position_ids, pixel_values,
-                document_ids, output_hidden_states, state):
+                document_ids, output_hidden_states, state, features=None):
         h, hidden, _ = self._run(self.encoder, input_ids, attention_mask, token_type_ids,
                                  position_ids, pixel_values, document_ids, None, None,
-                                 output_hidden_states, state)
+                                 output_hidden_states, state, features=features)
         return h, hidden
 
     def _run(self, stack: Stack, ids, attention_mask, token_type_ids, position_ids,
              pixel_values, document_ids, cache, cache_position, output_hidden_states, state,
-             memory=None, memory_mask=None):
+             memory=None, memory_mask=None, features=None):
         """Embed, then run ``stack``; returns its output, hidden states and this step's mask."""
         if position_ids is None and document_ids is not None:
             position_ids = positions_in_documents(document_ids)
         stack_cache, slots = None, None
         if cache is not None:
-            B, T = (ids if ids is not None else pixel_values).shape[:2]
+            source = ids if ids is not None else pixel_values if pixel_values is not None \
+                else features
+            B, T = source.shape[:2]
             if cache.stack is None:  # allocated at the first step: it needs the batch size
                 capacity = cache.capacity or max(self.context or 0, T)
                 cache.stack = self._stack_cache(stack, B, capacity, cross=memory is not None)
@@ -182,7 +189,8 @@ class TxModel(nn.Module):
             slots = cache_position if cache_position is not None else stack_cache.slots(T)
         x = self.embedding(ids, token_type_ids=token_type_ids, position_ids=position_ids,
                            pixel_values=pixel_values, attention_mask=attention_mask,
-                           past_length=slots[0] if slots is not None else 0)
+                           past_length=slots[0] if slots is not None else 0,
+                           features=features)
         if self.embedding.cls_token is not None and attention_mask is not None:
             attention_mask = _with_cls(attention_mask)
         T = x.shape[1]
