@@ -39,6 +39,9 @@ def test_spec_models_build_on_meta(path, registry):
             kw["pixel_values"] = torch.empty(2, a.get("channels", 3), a["image"], a["image"],
                                              device="meta")
             T = (a["image"] // a["size"]) ** 2 + int(ir.embedding.cls_token)
+        elif getattr(ir.embedding, "features", None) is not None:  # continuous inputs
+            kw["features"] = torch.empty(2, 8, ir.embedding.features, device="meta")
+            T = 8
         else:
             kw["input_ids"] = torch.zeros(2, 8, dtype=torch.long, device="meta")
             kw["attention_mask"] = torch.ones(2, 8, dtype=torch.long, device="meta")
