@@ -117,6 +117,10 @@ def make_inputs(ir: txdsl.ModelIR) -> dict[str, torch.Tensor]:
         a = emb.patches.args
         kw["pixel_values"] = torch.randn(BATCH, a.get("channels", 3), a["image"], a["image"],
                                          generator=g)
+    elif getattr(emb, "features", None) is not None:  # continuous inputs, the second padded
+        kw["features"] = torch.randn(BATCH, SEQ, emb.features, generator=g)
+        kw["attention_mask"] = torch.ones(BATCH, SEQ, dtype=torch.long)
+        kw["attention_mask"][1, SEQ - PADDED:] = 0
     else:
         tokens(SEQ, PADDED)
         if emb.token_types >= 2:
