@@ -43,3 +43,31 @@ def register_attention(register):
     register(name="relative_xl", args=RelativeXLArgs)
     register(name="two_stream", args=TwoStreamArgs)
     register(name="disentangled", args=DisentangledArgs)
+
+
+@hookimpl(specname="register_attention")
+def register_priors_and_multihead(register):
+    """Attention with priors (``priors/``) and the multi-head improvements (``multihead/``)."""
+    from .multihead.adaptive_span import AdaptiveSpanArgs, AdaptiveSpanAttention
+    from .multihead.collaborative import CollaborativeArgs, CollaborativeAttention
+    from .multihead.multiscale import MultiScaleArgs, MultiScaleAttention
+    from .multihead.routing import RoutingArgs, RoutingAttention
+    from .multihead.talking_heads import TalkingHeadsArgs, TalkingHeadsAttention
+    from .priors.locality import LocalityArgs, LocalityAttention
+    from .priors.realformer import RealFormerArgs, RealFormerAttention
+    from .priors.synthesizer_dense import SynthesizerDenseArgs, SynthesizerDenseAttention
+    from .priors.synthesizer_random import SynthesizerRandomArgs, SynthesizerRandomAttention
+    from .priors.task_adapter import TaskAdapterArgs, TaskAdapterAttention
+
+    for name, args, cls in (
+            ("talking_heads", TalkingHeadsArgs, TalkingHeadsAttention),
+            ("collaborative", CollaborativeArgs, CollaborativeAttention),
+            ("adaptive_span", AdaptiveSpanArgs, AdaptiveSpanAttention),
+            ("multi_scale", MultiScaleArgs, MultiScaleAttention),
+            ("head_routing", RoutingArgs, RoutingAttention),
+            ("locality", LocalityArgs, LocalityAttention),
+            ("realformer", RealFormerArgs, RealFormerAttention),
+            ("synthesizer_dense", SynthesizerDenseArgs, SynthesizerDenseAttention),
+            ("synthesizer_random", SynthesizerRandomArgs, SynthesizerRandomAttention),
+            ("task_adapter", TaskAdapterArgs, TaskAdapterAttention)):
+        register(name=name, args=args, build=cls.from_args, impl="reference", priority=0)

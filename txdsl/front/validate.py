@@ -84,6 +84,7 @@ def _validate(ir: ModelIR, registry: Registry, sink: ErrorSink, structure: bool)
                 check(comp, dims)
             _attention_use(layer.attention, registry, sink, causal=stack.causal, cross=False)
             _attention_use(layer.cross_attention, registry, sink, causal=False, cross=True)
+        _residual_scores(stack, registry, sink)
         if structure:
             _cross_attention(ir, stack, sink)
     for head in ir.heads:
@@ -103,6 +104,27 @@ def _attention_use(comp: Component | None, registry: Registry, sink: ErrorSink, 
         sink.add(SpecError(f"attention '{comp.kind}' {err.message}", span, err.hint))
     except ValueError:  # its arguments are in error: reported by check()
         return
+
+
+def _residual_scores(stack: StackIR, registry: Registry, sink: ErrorSink) -> None:
+    """An attention that adds the previous layer's scores (RealFormer) follows one that forms them."""
+    attentions = [(layer.attention if layer.shares is None else
+                   stack.layers[layer.shares].attention) for layer in stack.layers]
+    for i, (before, comp) in enumerate(zip(attentions, attentions[1:]), start=1):
+        if comp is None or not registry.has("attention", comp.kind):
+            continue
+        if not registry.args("attention", comp.kind).reads_scores:
+            continue
+        if before is not None and registry.has("attention", before.kind) and (
+                registry.args("attention", before.kind).forms_scores):
+            continue
+        what = f"attention '{before.kind}'" if before is not None else "no attention"
+        sink.add(SpecError(
+            f"attention '{comp.kind}' in layer {i} adds the previous layer's pre-softmax "
+            f"scores, but layer {i - 1} has {what}, which never forms them (its kernels, "
+            "e.g. SDPA or a linear attention, don't build the score matrix)", comp.span,
+            f"use a score-forming attention in layer {i - 1} (e.g. realformer), or start "
+            "the residual scores there"))
 
 
 def _acts(comp: Component, registry: Registry) -> str | None:
