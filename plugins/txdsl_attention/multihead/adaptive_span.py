@@ -5,8 +5,9 @@ Each head ``h`` learns a span ``z_h`` in ``[0, max_span]``; a key at distance
 
     m_z(x) = clamp((ramp + z - x) / ramp, 0, 1)
     a_ij = m_z(i - j) exp(s_ij) / sum_r m_z(i - r) exp(s_ir)
+         = softmax_j(s_ij + log m_z(i - j))
 
-(the softmax, masked softly and renormalised). ``z_h = max_span * ratio_h``
+(the softmax, masked softly; computed as the second form). ``z_h = max_span * ratio_h``
 with ``ratio_h`` a parameter clamped to ``[0, 1]``. The span regulariser,
 the mean over heads of ``z_h / max_span``, is added to the model's
 auxiliary losses as ``"adaptive_span"`` (summed over layers; the paper
@@ -25,6 +26,7 @@ from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from txdsl.sdk import ArgError, Dims
+from txdsl.sdk.attention import masked_fill_value
 
 from ..priors.scores import ScoresArgs, ScoresAttention, distance
 
@@ -73,9 +75,12 @@ class AdaptiveSpanAttention(ScoresAttention):
         x = distance(mask, T, S, device).abs().to(self.span_ratio.dtype)  # (T, S)
         return ((self.ramp + self.spans() - x) / self.ramp).clamp(0.0, 1.0)
 
-    def reweight(self, weights: Tensor, *, mask, state) -> Tensor:
-        T, S = weights.shape[2], weights.shape[3]
-        weights = weights * self.soft_mask(mask, T, S, weights.device).to(weights.dtype)
+    def prior(self, scores: Tensor, *, mask, state) -> Tensor:
+        # m exp(s) / sum m exp(s) == softmax(s + log m): exact, and stable where a plain
+        # renormalisation of the softmax would divide by a vanishing sum.
+        T, S = scores.shape[2], scores.shape[3]
+        m = self.soft_mask(mask, T, S, scores.device).to(scores.dtype)  # (H, T, S)
         if state is not None:
             state.add_loss("adaptive_span", self.spans().mean() / self.max_span)
-        return weights / (weights.sum(-1, keepdim=True) + 1e-8)  # (B, H, T, S)
+        # m = 1 at distance 0, so a query always keeps itself
+        return torch.where(m > 0, scores + torch.log(m), masked_fill_value(scores.dtype))

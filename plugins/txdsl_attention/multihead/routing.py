@@ -66,8 +66,9 @@ class RoutingAggregation(nn.Module):
                  iterations: int, out: nn.Module):
         super().__init__()
         self.heads, self.head_dim, self.iterations = heads, head_dim, iterations
-        self.votes = nn.Parameter(torch.randn(heads, capsules, head_dim, capsule_dim)
-                                  * head_dim ** -0.5)  # W_hn
+        # W_hn ~ N(0, 1): votes of norm ~sqrt(capsule_dim), where squash is near a unit
+        # vector; a 1/sqrt(head_dim) start leaves them short and squash (~|s| s) slows training.
+        self.votes = nn.Parameter(torch.randn(heads, capsules, head_dim, capsule_dim))
         self.out = out  # W_O: N*capsule_dim -> d_model
 
     def forward(self, y: Tensor) -> Tensor:
