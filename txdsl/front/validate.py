@@ -117,6 +117,13 @@ def _residual_scores(stack: StackIR, registry: Registry, sink: ErrorSink) -> Non
             continue
         if before is not None and registry.has("attention", before.kind) and (
                 registry.args("attention", before.kind).forms_scores):
+            heads, prev = comp.args.get("heads"), before.args.get("heads")
+            if heads != prev:
+                sink.add(SpecError(f"attention '{comp.kind}' in layer {i} adds the previous "
+                                   f"layer's scores elementwise, but layer {i - 1} has heads "
+                                   f"({prev}) and this one heads ({heads})",
+                                   comp.arg_span("heads") or comp.span,
+                                   "give both layers the same heads"))
             continue
         what = f"attention '{before.kind}'" if before is not None else "no attention"
         sink.add(SpecError(

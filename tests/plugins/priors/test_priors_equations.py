@@ -139,7 +139,7 @@ def test_multi_scale_spans_must_match_heads():
 
 
 def test_head_routing_equation():
-    m = build("head_routing", capsules=3, capsule_dim=5, iterations=3)
+    m = build("head_routing", capsules=3, capsule_dim=5, iterations=3, kv_heads=2)
     q, k, v = heads(m, X)
     u = [causal_softmax(q[h] @ k[h].transpose(1, 2) * m.scale) @ v[h] for h in range(H)]
     W = m.out_proj.votes  # (H, N, hd, cd)

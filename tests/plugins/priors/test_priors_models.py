@@ -83,6 +83,12 @@ def test_specs_check_and_show(run):
         assert status == 0 and "parameters" in out, err
 
 
+def test_txdsl_verify_passes_for_every_kind(run):
+    status, out, err = run("verify", *KINDS)
+    assert status == 0, out + err
+    assert "0 failed" in out and all(f"attention {k}[reference]" in out for k in KINDS)
+
+
 @pytest.mark.parametrize("file,model", SPEC_MODELS, ids=lambda v: str(v))
 def test_specs_build_eager(file, model, tmp_path):
     built = txdsl.build(SPECS / file, model=model, backend="eager", output=tmp_path / model)
@@ -233,3 +239,31 @@ def test_realformer_after_another_score_forming_kind_is_accepted():
                 extra="layer[0] { attention = talking_heads(heads: 4) }")
     model = txdsl.build(spec, seed=0).module
     assert model(input_ids=torch.randint(0, 64, (1, 5))).logits.shape == (1, 5, 64)
+
+
+def test_realformer_needs_the_previous_layers_heads():
+    spec = tiny("realformer(heads: 4)", layers=2,
+                extra="layer[0] { attention = talking_heads(heads: 2) }")
+    with pytest.raises(SpecError, match=r"layer 0 has heads \(2\) and this one heads \(4\)"):
+        txdsl.parse(spec)
+
+
+@pytest.mark.parametrize("attention", ["collaborative(heads: 4, kv_heads: 2)",
+                                       "synthesizer_dense(heads: 4, kv_heads: 2, max_len: 128)"])
+def test_kinds_without_a_grouped_query_form_say_so_at_kv_heads(attention):
+    with pytest.raises(SpecError) as err:
+        txdsl.parse(tiny(attention))
+    e = err.value
+    assert "has no grouped-query form" in e.message and "kv_heads (2) must equal heads (4)" in e.message
+    line = tiny(attention).splitlines()[e.line - 1]
+    assert line[e.column - 1:].startswith("kv_heads")  # located at the argument
+
+
+def test_synthesizer_max_len_shorter_than_the_context_is_located():
+    spec = tiny("synthesizer_random(heads: 4, max_len: 64)")
+    with pytest.raises(SpecError) as err:
+        txdsl.parse(spec)
+    e = err.value
+    assert "max_len (64) is shorter than the context (128)" in e.message
+    assert spec.splitlines()[e.line - 1][e.column - 1:].startswith("max_len")
+    assert e.hint == "set max_len: context"
