@@ -73,15 +73,17 @@ class RoutingAggregation(nn.Module):
 
     def forward(self, y: Tensor) -> Tensor:
         B, T, _ = y.shape
-        u = y.view(B, T, self.heads, self.head_dim)  # (B, T, H, hd) input capsules
-        V = torch.einsum("bthd,hndc->bthnc", u, self.votes)  # (B, T, H, N, cd)
+        dtype = y.dtype  # routing runs in float32 for half inputs (iterated squashes drift)
+        work = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+        u = y.view(B, T, self.heads, self.head_dim).to(work)  # (B, T, H, hd) input capsules
+        V = torch.einsum("bthd,hndc->bthnc", u, self.votes.to(work))  # (B, T, H, N, cd)
         b = torch.zeros(V.shape[:4], dtype=V.dtype, device=V.device)  # (B, T, H, N)
         for i in range(self.iterations):
             C = torch.softmax(b, dim=-1)  # each head shares itself among the outputs
             o = squash(torch.einsum("bthn,bthnc->btnc", C, V))  # (B, T, N, cd)
             if i + 1 < self.iterations:
                 b = b + torch.einsum("btnc,bthnc->bthn", o, V)
-        return self.out(o.reshape(B, T, -1))  # (B, T, d_model)
+        return self.out(o.reshape(B, T, -1).to(dtype))  # (B, T, d_model)
 
 
 class RoutingAttention(ScoresAttention):

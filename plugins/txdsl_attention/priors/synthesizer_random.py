@@ -48,4 +48,4 @@ class SynthesizerRandomAttention(SynthesizerAttention):
         return cls(max_len=args.max_len, trainable=args.trainable, **cls.projections(args, ctx))
 
     def logits(self, x: Tensor, slots: Tensor, S: int) -> Tensor:
-        return self.table[:, slots, :S].to(x.dtype)[None]  # (1, H, T, S)
+        return self.table[:, slots, :S][None]  # (1, H, T, S)

@@ -104,7 +104,7 @@ class SynthesizerAttention(Attention):
             raise ValueError(f"synthesizer attention: {S} keys, but max_len is {self.max_len}")
         slots = query_slots(mask, T, S, x.device)
         work = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-        scores = self.logits(x.to(work), slots, S).expand(B, -1, -1, -1)  # (B, H, T, S)
+        scores = self.logits(x, slots, S).to(work).expand(B, -1, -1, -1)  # (B, H, T, S)
         allowed = mask.dense(T, S, device=x.device)
         if allowed is not None:
             scores = scores.masked_fill(~allowed, masked_fill_value(work))

@@ -13,7 +13,13 @@ from txdsl.sdk import ArgError
 from txdsl.sdk.attention import StackState
 from txdsl.sdk.mask import AttentionMask
 
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def no_grad():
+    with torch.no_grad():
+        yield
+
 X = torch.randn(B, T, D, generator=torch.Generator().manual_seed(5)) * 2
 TOL = dict(atol=1e-5, rtol=1e-5)
 
@@ -268,3 +274,23 @@ def test_task_adapter_equation():
     assert not torch.allclose(other[0], y[0]) and torch.allclose(other[1], y[1], **TOL)
     close(m(X, mask=CAUSAL), m(X, mask=CAUSAL, state=StackState(
         inputs={"task_ids": torch.zeros(B, dtype=torch.long)})))  # no task_ids: task 0
+
+
+# ------------------------------------------------------------------- bfloat16
+
+KINDS = ["talking_heads", "collaborative", "adaptive_span", "multi_scale", "head_routing",
+         "locality", "realformer", "synthesizer_dense", "synthesizer_random", "task_adapter"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bfloat16_follows_float32(kind):
+    """Scores and softmax run in float32 for half inputs: bf16 stays near the fp32 output."""
+    m = build(kind).to(torch.bfloat16)
+    x = X.to(torch.bfloat16)
+    # the float32 reference runs on the same (bf16-rounded) weights and input, so only the
+    # precision of the computation differs
+    got = m(x, mask=CAUSAL)
+    want = m.float()(x.float(), mask=CAUSAL)
+    assert got.dtype == torch.bfloat16
+    err = ((got.float() - want).abs().max() / want.abs().max()).item()
+    assert err < 0.05, f"{kind}: bf16 relative error {err}"
