@@ -50,7 +50,7 @@ def register_priors_and_multihead(register):
     """Attention with priors (``priors/``) and the multi-head improvements (``multihead/``)."""
     from .multihead.adaptive_span import AdaptiveSpanArgs, AdaptiveSpanAttention
     from .multihead.collaborative import CollaborativeArgs, CollaborativeAttention
-    from .multihead.multiscale import MultiScaleArgs, MultiScaleAttention
+    from .multihead.multi_scale import MultiScaleArgs, MultiScaleAttention
     from .multihead.routing import RoutingArgs, RoutingAttention
     from .multihead.talking_heads import TalkingHeadsArgs, TalkingHeadsAttention
     from .priors.locality import LocalityArgs, LocalityAttention

@@ -107,7 +107,7 @@ def _attention_use(comp: Component | None, registry: Registry, sink: ErrorSink, 
 
 
 def _residual_scores(stack: StackIR, registry: Registry, sink: ErrorSink) -> None:
-    """An attention that adds the previous layer's scores (RealFormer) follows one that forms them."""
+    """An attention adding the previous layer's scores (RealFormer) follows one that forms them."""
     attentions = [(layer.attention if layer.shares is None else
                    stack.layers[layer.shares].attention) for layer in stack.layers]
     for i, (before, comp) in enumerate(zip(attentions, attentions[1:]), start=1):

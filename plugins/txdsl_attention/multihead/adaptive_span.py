@@ -1,4 +1,5 @@
-"""Adaptive attention span (Sukhbaatar, Grave, Bojanowski, Joulin 2019, https://arxiv.org/abs/1905.07799).
+"""Adaptive attention span (Sukhbaatar, Grave, Bojanowski, Joulin 2019,
+https://arxiv.org/abs/1905.07799).
 
 Each head ``h`` learns a span ``z_h`` in ``[0, max_span]``; a key at distance
 ``x = |i - j|`` is weighted by the soft mask

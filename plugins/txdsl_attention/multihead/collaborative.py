@@ -1,4 +1,5 @@
-"""Collaborative multi-head attention (Cordonnier, Loukas, Jaggi 2020, https://arxiv.org/abs/2006.16362).
+"""Collaborative multi-head attention (Cordonnier, Loukas, Jaggi 2020,
+https://arxiv.org/abs/2006.16362).
 
 All heads share one query and one key projection ``d_model -> D_k``
 (``shared_dim``); head ``h`` reads them through its own mixing vector

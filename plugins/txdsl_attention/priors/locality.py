@@ -32,7 +32,7 @@ from .scores import ScoresArgs, ScoresAttention, distance
 
 
 class LocalityArgs(ScoresArgs):
-    """Gaussian locality prior (Yang et al. 2018; Guo et al. 2019) with a learnable width per head."""
+    """Gaussian locality prior (Yang et al. 2018; Guo et al. 2019), a learnable width per head."""
 
     unsupported: ClassVar[dict[str, str]] = {
         "cross": "the prior measures distances within one sequence"}

@@ -1,4 +1,5 @@
-"""RealFormer residual attention (He, Ravula, Kanagal, Ainslie 2020, https://arxiv.org/abs/2012.11747).
+"""RealFormer residual attention (He, Ravula, Kanagal, Ainslie 2020,
+https://arxiv.org/abs/2012.11747).
 
 Each layer adds the previous layer's pre-softmax scores to its own and hands
 the sum on:

@@ -1,4 +1,5 @@
-"""Dense Synthesizer (Tay et al. 2021, https://arxiv.org/abs/2005.00743): weights from each token alone.
+"""Dense Synthesizer (Tay et al. 2021, https://arxiv.org/abs/2005.00743): weights from each
+token alone.
 
     B_i = W_2 relu(W_1 x_i + b_1) + b_2        (H * max_len,) per token i
     out = softmax(B[:, :, :S] + mask) G(X)      (B, H, T, S) weights

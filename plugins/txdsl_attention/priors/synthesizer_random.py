@@ -1,4 +1,5 @@
-"""Random Synthesizer (Tay et al. 2021, https://arxiv.org/abs/2005.00743): input-independent weights.
+"""Random Synthesizer (Tay et al. 2021, https://arxiv.org/abs/2005.00743): input-independent
+weights.
 
     out = softmax(R[:, slots, :S] + mask) G(X)      R (H, max_len, max_len)
 

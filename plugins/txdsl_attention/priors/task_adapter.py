@@ -29,7 +29,8 @@ from .scores import ScoresArgs, ScoresAttention, query_slots
 
 
 class TaskAdapterArgs(ScoresArgs):
-    """CA-MTL conditional attention (Pilault et al. 2021): a task-conditioned block-diagonal bias."""
+    """CA-MTL conditional attention (Pilault et al. 2021): a task-conditioned block-diagonal
+    bias."""
 
     unsupported: ClassVar[dict[str, str]] = {
         "cross": "the block-diagonal prior relates positions of one sequence"}

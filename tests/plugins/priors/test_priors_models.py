@@ -254,7 +254,8 @@ def test_kinds_without_a_grouped_query_form_say_so_at_kv_heads(attention):
     with pytest.raises(SpecError) as err:
         txdsl.parse(tiny(attention))
     e = err.value
-    assert "has no grouped-query form" in e.message and "kv_heads (2) must equal heads (4)" in e.message
+    assert "has no grouped-query form" in e.message
+    assert "kv_heads (2) must equal heads (4)" in e.message
     line = tiny(attention).splitlines()[e.line - 1]
     assert line[e.column - 1:].startswith("kv_heads")  # located at the argument
 
