@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from naive import CAUSAL, H, MIN, B, T, D, build, causal_softmax, finish, full_like, heads
+from priors_naive import CAUSAL, H, MIN, B, T, D, build, causal_softmax, finish, full_like, heads
 from txdsl.sdk import ArgError
 from txdsl.sdk.attention import StackState
 from txdsl.sdk.mask import AttentionMask
@@ -77,7 +77,7 @@ def test_collaborative_with_one_hot_mixing_is_full():
 
 
 def test_collaborative_refuses_kv_heads_and_odd_shared_dim():
-    from naive import DIMS, REGISTRY
+    from priors_naive import DIMS, REGISTRY
     cls = REGISTRY.args("attention", "collaborative")
     with pytest.raises(ArgError, match=r"kv_heads \(2\) must equal heads \(4\)") as err:
         cls(heads=4, kv_heads=2).check(DIMS)
@@ -136,7 +136,7 @@ def test_multi_scale_equation(causal):
 
 
 def test_multi_scale_spans_must_match_heads():
-    from naive import DIMS, REGISTRY
+    from priors_naive import DIMS, REGISTRY
     with pytest.raises(ArgError, match=r"spans '1\|2' gives 2 spans for 4 heads"):
         REGISTRY.args("attention", "multi_scale")(heads=4, spans="1|2").check(DIMS)
 
@@ -241,7 +241,7 @@ def test_synthesizer_random_equation_and_shapes(trainable):
 
 
 def test_synthesizer_max_len_against_the_context_and_no_gqa():
-    from naive import DIMS, REGISTRY
+    from priors_naive import DIMS, REGISTRY
     cls = REGISTRY.args("attention", "synthesizer_dense")
     with pytest.raises(ArgError, match=r"max_len \(32\) is shorter than the context \(64\)") as e:
         cls(heads=4, max_len=32).check(DIMS)
