@@ -39,11 +39,12 @@ def test_trains_on_the_copy_task(kind, full):
     assert_trains(train(model, aux_weight=aux_weight), full)
 
 
-@pytest.mark.xfail(strict=True, reason="a directly learned logit table moves at most "
-                   "lr * steps = 0.24 per entry under AdamW in 80 steps: measured 2.779 -> 1.616")
 def test_synthesizer_random_within_the_fixed_budget(full):
+    """The same 80 steps with a learning rate of 3e-2: a directly learned logit table moves
+    at most about lr per entry per AdamW step, so at 3e-3 it can't reach a sharp alignment
+    in 80 steps (measured 2.779 -> 1.616); at 3e-2, 2.779 -> 0.072 (bar: 0.090)."""
     model = txdsl.build(copy_spec(RANDOM, "random"), backend="eager", seed=0).module
-    assert_trains(train(model), full)
+    assert_trains(train(model, lr=3e-2), full)
 
 
 def test_synthesizer_random_with_five_times_the_budget(full):
