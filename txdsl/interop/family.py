@@ -47,6 +47,13 @@ class HFFamily:
     ignore: ClassVar[tuple[str, ...]] = ()
     # (HF head key, HF key of the matrix it may be tied to), when the head can be tied
     tie: ClassVar[tuple[str, str] | None] = None
+    # HF base-model classes (``BertModel``): their keys lack the ``base_model_prefix``
+    # (``bert.``) the rules are written with
+    bare: ClassVar[dict[str, str]] = {}
+    # (regex, replacement) from an instantiated model's key names to the checkpoint's, where
+    # transformers renames on load (ViT's ``vit.layers.{i}.attention.q_proj`` is saved as
+    # ``vit.encoder.layer.{i}.attention.attention.query``); the rules use the saved names
+    in_memory: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def params(self, config: Any, arch: str) -> dict[str, Any]:
         """The spec's parameter values for ``config`` (``{"d_model": 64, ...}``)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -86,6 +87,11 @@ def from_hf(source: Any, *, name: str = "imported", registry: Any = None) -> HFI
         tensors = dict(source.state_dict())
         where = arch
     family = _family(config.model_type)
+    if family.in_memory and not isinstance(source, (str, os.PathLike)):
+        tensors = {_saved_name(k, family.in_memory): v for k, v in tensors.items()}
+    prefix = family.bare.get(arch)
+    if prefix:  # a base model's keys lack the prefix the rules are written with
+        tensors = {prefix + k: v for k, v in tensors.items()}
     tied = family.tie is not None and is_tied(tensors, *family.tie, config)
     if tied:
         tensors.pop(family.tie[0], None)
@@ -96,6 +102,14 @@ def from_hf(source: Any, *, name: str = "imported", registry: Any = None) -> HFI
     load_strict(module, {k: v.detach() for k, v in state.items()}, source=where,
                 missing_theirs=missing, unexpected_theirs=unexpected)
     return HFImport(spec, module.eval())
+
+
+def _saved_name(key: str, renames) -> str:
+    for pattern, repl in renames:
+        new = re.sub(pattern, repl, key)
+        if new != key:
+            return new
+    return key
 
 
 def detect(module: Any) -> tuple[HFFamily, str]:
@@ -121,6 +135,9 @@ def to_hf(module: Any, directory: str | os.PathLike | None = None, *,
     tied = bool(kwargs.get("tie_word_embeddings", False)) and family.tie is not None
     rules = expand(family.rules(config, arch, tied), family.counts(config))
     state = to_theirs(rules, {k: v.detach() for k, v in module.state_dict().items()})
+    prefix = family.bare.get(arch)
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items()}
     if directory is not None:
         from safetensors.torch import save_file
 

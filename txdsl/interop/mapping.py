@@ -5,8 +5,9 @@ A family's plugin declares a list of rules (:class:`Rename`, :class:`Fused`);
 over the counts the family gives (``{"i": 12}``). The same rules convert HF
 -> txdsl (:func:`to_ours`) and txdsl -> HF (:func:`to_theirs`):
 
-- ``Rename(ours, theirs, transpose=False)``: one tensor, transposed for
-  GPT-2's ``Conv1D`` (which stores ``(in, out)``);
+- ``Rename(ours, theirs, transpose=False, unbatch=False)``: one tensor,
+  transposed for GPT-2's ``Conv1D`` (which stores ``(in, out)``); ``unbatch``:
+  HF keeps a leading dimension of 1 (ViT's ``position_embeddings (1, N, d)``);
 - ``Fused(ours=(q, k, v), theirs, sizes=None, dim=0, transpose=False)``: one
   HF tensor is several of ours concatenated along ``dim`` (GPT-2's
   ``c_attn``); ``sizes`` gives unequal parts (grouped-query heads:
@@ -42,6 +43,7 @@ class Rename:
     ours: str
     theirs: str
     transpose: bool = False
+    unbatch: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def expand(rules: Iterable[Rule], counts: Mapping[str, int] | None = None) -> li
             sub = dict(zip(names, values))
             if isinstance(rule, Rename):
                 out.append(Rename(rule.ours.format(**sub), rule.theirs.format(**sub),
-                                  rule.transpose))
+                                  rule.transpose, rule.unbatch))
             else:
                 out.append(Fused(tuple(k.format(**sub) for k in rule.ours),
                                  rule.theirs.format(**sub), rule.sizes, rule.dim, rule.transpose))
@@ -102,7 +104,7 @@ def to_ours(rules: Sequence[Rule], theirs: Mapping[str, Tensor],
         used.add(rule.theirs)
         x = _t(theirs[rule.theirs], rule.transpose)
         if isinstance(rule, Rename):
-            state[rule.ours] = x
+            state[rule.ours] = x[0] if rule.unbatch and x.dim() > 1 and x.shape[0] == 1 else x
             continue
         n = len(rule.ours)
         sizes = list(rule.sizes) if rule.sizes else [x.shape[rule.dim] // n] * n
@@ -126,7 +128,7 @@ def to_theirs(rules: Sequence[Rule], ours: Mapping[str, Tensor]) -> dict[str, Te
     out: dict[str, Tensor] = {}
     for rule in rules:
         if isinstance(rule, Rename):
-            x = ours[rule.ours]
+            x = ours[rule.ours][None] if rule.unbatch else ours[rule.ours]
         else:
             x = torch.cat([ours[k] for k in rule.ours], dim=rule.dim)
         out[rule.theirs] = _t(x, rule.transpose).contiguous()
