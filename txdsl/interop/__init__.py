@@ -5,7 +5,8 @@ kinds registered into HF's ``AttentionInterface`` (:mod:`.attention`)."""
 from __future__ import annotations
 
 from .family import HFFamily
-from .hf import HFImport, from_hf, to_hf
+from .hf import HFImport, from_hf, load_hf_weights, to_hf
 from .mapping import Fused, MappingError, Rename
 
-__all__ = ["Fused", "HFFamily", "HFImport", "MappingError", "Rename", "from_hf", "to_hf"]
+__all__ = ["Fused", "HFFamily", "HFImport", "MappingError", "Rename", "from_hf", "load_hf_weights",
+           "to_hf"]

@@ -75,33 +75,54 @@ def is_tied(tensors: dict[str, torch.Tensor], head: str, embedding: str, config:
     return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() or torch.equal(a, b)
 
 
-def from_hf(source: Any, *, name: str = "imported", registry: Any = None) -> HFImport:
-    """A HF model (instance) or local directory -> ``(spec text, built txdsl module)``."""
-    import txdsl
-
+def _read(source: Any) -> tuple[Any, str, dict[str, torch.Tensor], str]:
+    """``(config, HF model class, tensors under the checkpoint's names, where)``."""
     if isinstance(source, (str, os.PathLike)):
         config, arch, tensors = read_checkpoint(source)
-        where = str(source)
-    else:
-        config, arch = source.config, type(source).__name__
-        tensors = dict(source.state_dict())
-        where = arch
+        return config, arch, tensors, str(source)
+    config, arch = source.config, type(source).__name__
+    tensors = dict(source.state_dict())
     family = _family(config.model_type)
-    if family.in_memory and not isinstance(source, (str, os.PathLike)):
+    if family.in_memory:
         tensors = {_saved_name(k, family.in_memory): v for k, v in tensors.items()}
+    return config, arch, tensors, arch
+
+
+def _convert(config: Any, arch: str, tensors: dict[str, torch.Tensor]):
+    """The family, whether the head is tied (read from the weights), and the rules' output
+    ``(state under txdsl's names, missing HF keys, unexpected HF keys)``."""
+    family = _family(config.model_type)
     prefix = family.bare.get(arch)
     if prefix:  # a base model's keys lack the prefix the rules are written with
         tensors = {prefix + k: v for k, v in tensors.items()}
     tied = family.tie is not None and is_tied(tensors, *family.tie, config)
     if tied:
-        tensors.pop(family.tie[0], None)
-    spec = family.spec(config, arch, tied, name)
-    module = txdsl.build(spec, backend="eager", progress=False, registry=registry).module
+        tensors = {k: v for k, v in tensors.items() if k != family.tie[0]}
     rules = expand(family.rules(config, arch, tied), family.counts(config))
     state, missing, unexpected = to_ours(rules, tensors, family.ignore)
-    load_strict(module, {k: v.detach() for k, v in state.items()}, source=where,
-                missing_theirs=missing, unexpected_theirs=unexpected)
+    return family, tied, {k: v.detach() for k, v in state.items()}, missing, unexpected
+
+
+def from_hf(source: Any, *, name: str = "imported", registry: Any = None) -> HFImport:
+    """A HF model (instance) or local directory -> ``(spec text, built txdsl module)``."""
+    import txdsl
+
+    config, arch, tensors, where = _read(source)
+    family, tied, state, missing, unexpected = _convert(config, arch, tensors)
+    spec = family.spec(config, arch, tied, name)
+    module = txdsl.build(spec, backend="eager", progress=False, registry=registry).module
+    load_strict(module, state, source=where, missing_theirs=missing,
+                unexpected_theirs=unexpected)
     return HFImport(spec, module.eval())
+
+
+def load_hf_weights(module: Any, source: Any) -> None:
+    """Load a HF model's (or directory's) weights into an already built txdsl ``module``,
+    strictly (the parity tests and benchmarks build their own)."""
+    config, arch, tensors, where = _read(source)
+    _, _, state, missing, unexpected = _convert(config, arch, tensors)
+    load_strict(module, state, source=where, missing_theirs=missing,
+                unexpected_theirs=unexpected)
 
 
 def _saved_name(key: str, renames) -> str:
