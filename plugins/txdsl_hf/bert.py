@@ -61,12 +61,14 @@ def encoder_config(ir) -> dict:
 class BERT(HFFamily):
     model_type = "bert"
     zoo = "bert.tx"
-    architectures = {"BertForMaskedLM": "bert_mlm", "BertModel": "bert"}
+    architectures = {"BertForMaskedLM": "bert_mlm", "BertModel": "bert",
+                     "BertForSequenceClassification": "bert_classifier"}
     bare = {"BertModel": "bert."}
     prefix = "bert."
     ignore = (r"cls\.predictions\.decoder\.bias", r".*position_ids")
     tie = ("cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight")
     head_prefix = "cls.predictions"
+    classifier = (("dense", "bert.pooler.dense"), ("out", "classifier"))
 
     def context(self, c) -> int:
         return c.max_position_embeddings
@@ -74,9 +76,14 @@ class BERT(HFFamily):
     def params(self, c, arch):
         refuse(c, is_decoder=False, add_cross_attention=False,
                position_embedding_type="absolute")
-        return dict(vocab=c.vocab_size, d_model=c.hidden_size, heads=c.num_attention_heads,
-                    layers=c.num_hidden_layers, context=self.context(c),
-                    d_ff=c.intermediate_size, eps=c.layer_norm_eps, drop=c.hidden_dropout_prob)
+        params = dict(vocab=c.vocab_size, d_model=c.hidden_size, heads=c.num_attention_heads,
+                      layers=c.num_hidden_layers, context=self.context(c),
+                      d_ff=c.intermediate_size, eps=c.layer_norm_eps,
+                      drop=c.hidden_dropout_prob)
+        if arch.endswith("ForSequenceClassification"):
+            refuse(c, problem_type=None)
+            params["classes"] = c.num_labels
+        return params
 
     def body(self, c, arch, tied):
         act = txdsl_act(c.hidden_act, "hidden_act")
@@ -91,6 +98,9 @@ class BERT(HFFamily):
         rules = embedding_rules(self.prefix) + encoder_rules(self.prefix)
         if arch.endswith("ForMaskedLM"):
             rules += self.head_rules(tied)
+        elif arch.endswith("ForSequenceClassification"):
+            rules += [Rename(f"heads.pooled_classifier.{ours}.{p}", f"{theirs}.{p}")
+                      for ours, theirs in self.classifier for p in ("weight", "bias")]
         else:
             rules += [Rename("heads.pooler.dense.weight", self.prefix + "pooler.dense.weight"),
                       Rename("heads.pooler.dense.bias", self.prefix + "pooler.dense.bias")]
@@ -111,6 +121,8 @@ class BERT(HFFamily):
             return None
         if "mlm" in heads:
             return [a for a in self.architectures if a.endswith("ForMaskedLM")][0]
+        if set(heads) == {"pooled_classifier"}:
+            return [a for a in self.architectures if a.endswith("Classification")][0]
         if set(heads) == {"pooler"}:
             return [a for a in self.architectures if a.endswith("Model")][0]
         return None
@@ -120,17 +132,22 @@ class BERT(HFFamily):
         kw["max_position_embeddings"] = ir.embedding.position.args["max_len"]
         mlm = head_kinds(ir).get("mlm")
         kw["tie_word_embeddings"] = bool(mlm is not None and mlm.args.get("tied"))
+        cls = head_kinds(ir).get("pooled_classifier")
+        if cls is not None:
+            kw["num_labels"] = cls.args["classes"]
         return kw
 
 
 class RoBERTa(BERT):
     model_type = "roberta"
     zoo = "roberta.tx"
-    architectures = {"RobertaForMaskedLM": "roberta_mlm", "RobertaModel": "roberta"}
+    architectures = {"RobertaForMaskedLM": "roberta_mlm", "RobertaModel": "roberta",
+                     "RobertaForSequenceClassification": "roberta_classifier"}
     bare = {"RobertaModel": "roberta."}
     prefix = "roberta."
     ignore = (r"lm_head\.decoder\.bias", r".*position_ids")
     tie = ("lm_head.decoder.weight", "roberta.embeddings.word_embeddings.weight")
+    classifier = (("dense", "classifier.dense"), ("out", "classifier.out_proj"))
 
     def context(self, c) -> int:
         return c.max_position_embeddings - c.pad_token_id - 1

@@ -64,6 +64,17 @@ CONFIGS = {
                            max_position_embeddings=36, type_vocab_size=3, hidden_act="gelu_new",
                            **DROP), "encoder"),
     ],
+    "bert_cls": [
+        (T.BertForSequenceClassification, dict(vocab_size=99, hidden_size=44, num_hidden_layers=2,
+                                               num_attention_heads=4, intermediate_size=60,
+                                               max_position_embeddings=40, num_labels=3,
+                                               **DROP), "encoder"),
+        (T.RobertaForSequenceClassification, dict(vocab_size=95, hidden_size=36,
+                                                  num_hidden_layers=2, num_attention_heads=3,
+                                                  intermediate_size=52,
+                                                  max_position_embeddings=40, num_labels=5,
+                                                  **DROP), "roberta"),
+    ],
     "roberta": [
         (T.RobertaForMaskedLM, dict(vocab_size=99, hidden_size=48, num_hidden_layers=2,
                                     num_attention_heads=3, intermediate_size=72,
