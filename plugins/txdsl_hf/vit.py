@@ -35,14 +35,14 @@ class ViT(HFFamily):
         refuse(c, qkv_bias=True)
         return dict(d_model=c.hidden_size, heads=c.num_attention_heads,
                     layers=c.num_hidden_layers, image=c.image_size, patch=c.patch_size,
-                    d_ff=c.intermediate_size, eps=c.layer_norm_eps)
+                    d_ff=c.intermediate_size, eps=c.layer_norm_eps, classes=c.num_labels)
 
     def body(self, c, arch, tied):
         act = txdsl_act(c.hidden_act, "hidden_act")
         lines = [f"embedding {{ patches.channels = {c.num_channels} }}"]
         if act != "gelu":
             lines.append(f"encoder {{ ffn.act = {act} }}")
-        return lines + [f"head = classifier(classes: {c.num_labels}, pool: first)"]
+        return lines
 
     def rules(self, c, arch, tied):
         rules = [Rename("embedding.cls_token", "vit.embeddings.cls_token"),
