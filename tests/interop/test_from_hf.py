@@ -163,3 +163,20 @@ def test_greedy_generation_left_padded(kind, i):
         got = ours.generate(x, 20, attention_mask=mask)
     assert got.shape == (3, 26)
     assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("untied", [False, True])
+def test_t5_greedy_generation_left_padded_encoder_input(untied):
+    hf = untie_t5(make("t5_v1_1", 1)[0]) if untied else make("t5_v1_1", 0)[0]
+    _, ours = txdsl.from_hf(hf)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(2, hf.config.vocab_size, (3, 8), generator=g)
+    mask = torch.ones_like(x)
+    mask[1, :3] = 0
+    mask[2, :1] = 0
+    with torch.no_grad():
+        expected = hf.generate(x, attention_mask=mask, max_new_tokens=20, min_new_tokens=20,
+                               do_sample=False, eos_token_id=None)
+        got = ours.generate(x, 20, attention_mask=mask, decoder_start_token_id=0)
+    assert got.shape == (3, 21)  # the decoder start token, then 20
+    assert torch.equal(got, expected)
