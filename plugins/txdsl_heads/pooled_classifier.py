@@ -26,8 +26,9 @@ class PooledClassifierArgs(HeadArgs):
     """Sequence classifier on the pooled first token (BERT, RoBERTa, ELECTRA)."""
 
     classes: PositiveInt = Field(description="number of output classes")
-    act: Literal["tanh", "gelu", "gelu_tanh", "relu"] = Field(default="tanh", description="activation after the pooling "
-                                "layer (BERT and RoBERTa: tanh; ELECTRA: gelu)")
+    act: Literal["tanh", "gelu", "gelu_tanh", "relu"] = Field(
+        default="tanh", description="activation after the pooling layer (BERT and RoBERTa: "
+                                    "tanh; ELECTRA: gelu)")
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0,
                            description="dropout on the pooled vector, before the output layer")
 

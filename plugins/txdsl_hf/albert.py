@@ -44,9 +44,10 @@ class ALBERT(HFFamily):
         return {}
 
     def rules(self, c, arch, tied):
+        up = "albert.encoder.embedding_hidden_mapping_in."
         rules = embedding_rules("albert.") + [
-            Rename("embedding.projection.weight", "albert.encoder.embedding_hidden_mapping_in.weight"),
-            Rename("embedding.projection.bias", "albert.encoder.embedding_hidden_mapping_in.bias")]
+            Rename("embedding.projection.weight", up + "weight"),
+            Rename("embedding.projection.bias", up + "bias")]
         for p in ("weight", "bias"):
             for ours, theirs in (("q_proj", "query"), ("k_proj", "key"), ("v_proj", "value"),
                                  ("out_proj", "dense")):

@@ -78,15 +78,16 @@ class T5(HFFamily):
                 subs.append(("cross_attention", "1.EncDecAttention"))
             n_ffn = len(subs)
             for ours, theirs in subs:
-                rules.append(Rename(L + f"{ours}_norm.weight", H + f"{theirs[0]}.layer_norm.weight"))
+                rules.append(Rename(L + f"{ours}_norm.weight",
+                                    H + f"{theirs[0]}.layer_norm.weight"))
                 for x, y in (("q_proj", "q"), ("k_proj", "k"), ("v_proj", "v"), ("out_proj", "o")):
                     rules.append(Rename(L + f"{ours}.{x}.weight", H + f"{theirs}.{y}.weight"))
             rules.append(Rename(L + "ffn_norm.weight", H + f"{n_ffn}.layer_norm.weight"))
             for ours, theirs in ffn.items():
                 rules.append(Rename(L + f"ffn.{ours}.weight",
                                     H + f"{n_ffn}.DenseReluDense.{theirs}.weight"))
-            rules += [Rename(f"{stack}.position.relative_attention_bias.weight",
-                             f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
+            bias = f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+            rules += [Rename(f"{stack}.position.relative_attention_bias.weight", bias),
                       Rename(f"{stack}.final_norm.weight", f"{stack}.final_layer_norm.weight")]
         return rules + ([] if tied else [Rename("heads.lm.weight", "lm_head.weight")])
 

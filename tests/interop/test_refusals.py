@@ -4,8 +4,6 @@ read; an architecture without a mapping is named."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -100,10 +98,9 @@ def test_cli_import_build_export(saved, tmp_path, capsys):
     assert set(ours) == set(theirs) and all((ours[k] == theirs[k]).all() for k in ours)
 
 
-def test_cli_refusal_is_an_error_line_not_a_traceback(saved, tmp_path):
+def test_cli_refusal_is_an_error_line_not_a_traceback(saved, tmp_path, capsys):
     (tmp_path / "config.json").write_text((saved / "config.json").read_text())
-    r = subprocess.run([sys.executable, "-m", "txdsl", "import-hf", str(tmp_path), "-o",
-                        str(tmp_path / "m.tx")], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1
-    assert r.stderr.startswith("txdsl: error: ") and "Traceback" not in r.stderr
-    assert "no *.safetensors weights" in r.stderr
+    assert txdsl_cli("import-hf", str(tmp_path), "-o", str(tmp_path / "m.tx")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("txdsl: error: ") and "Traceback" not in err
+    assert "no *.safetensors weights" in err and not (tmp_path / "m.tx").exists()
