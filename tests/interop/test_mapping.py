@@ -1,0 +1,61 @@
+"""The mapping engine: one declaration, both directions; placeholders; a plugin's family."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+from txdsl.hookspecs import hookimpl
+from txdsl.interop import Fused, HFFamily, MappingError, Rename
+from txdsl.interop.mapping import expand, to_ours, to_theirs
+from txdsl.interop.registry import load_families
+
+
+def test_placeholders_expand_per_layer():
+    rules = expand([Rename("decoder.layers.{i}.x", "h.{i}.y", transpose=True)], {"i": 3})
+    assert [r.ours for r in rules] == [f"decoder.layers.{i}.x" for i in range(3)]
+    assert [r.theirs for r in rules] == [f"h.{i}.y" for i in range(3)] and rules[0].transpose
+    with pytest.raises(ValueError, match="no count"):
+        expand([Rename("a.{j}", "b.{j}")], {"i": 1})
+
+
+def test_fused_grouped_query_split_and_concat_are_inverse():
+    H, KV, hd, d = 6, 2, 4, 24  # q: H * hd rows, k and v: KV * hd each
+    rule = Fused(("q", "k", "v"), "qkv", sizes=(H * hd, KV * hd, KV * hd), transpose=True)
+    theirs = {"qkv": torch.randn(d, (H + 2 * KV) * hd)}  # Conv1D-style (in, out)
+    ours, missing, unexpected = to_ours([rule], theirs)
+    assert not missing and not unexpected
+    assert ours["q"].shape == (H * hd, d) and ours["k"].shape == (KV * hd, d)
+    assert torch.equal(ours["v"], theirs["qkv"][:, (H + KV) * hd:].t())
+    back = to_theirs([rule], ours)
+    assert torch.equal(back["qkv"], theirs["qkv"])
+
+
+def test_unbatch_and_unexpected_and_missing():
+    rules = [Rename("pos", "embeddings.position", unbatch=True), Rename("w", "absent")]
+    theirs = {"embeddings.position": torch.randn(1, 5, 3), "extra": torch.ones(1),
+              "buf.position_ids": torch.ones(1)}
+    ours, missing, unexpected = to_ours(rules, theirs, ignore=(r".*position_ids",))
+    assert ours["pos"].shape == (5, 3) and missing == ["absent"] and unexpected == ["extra"]
+    assert to_theirs(rules[:1], ours)["embeddings.position"].shape == (1, 5, 3)
+    with pytest.raises(MappingError, match="lacks the parameters the mapping exports: w"):
+        to_theirs(rules, ours)
+    with pytest.raises(MappingError, match="can't be split"):
+        to_ours([Fused(("a", "b"), "x", sizes=(2, 2))], {"x": torch.ones(5)})
+
+
+class Toy(HFFamily):
+    model_type = "toy"
+    zoo = "gpt2.tx"
+    architectures = {"ToyForCausalLM": "gpt2"}
+
+
+def test_a_third_party_plugin_registers_a_family_by_declaration():
+    plugin = types.SimpleNamespace(register_hf_mappings=hookimpl(lambda register: register(Toy())))
+    from txdsl_hf import register_hf_mappings as builtin
+
+    families = load_families({"toy": plugin, "hf": types.SimpleNamespace(
+        register_hf_mappings=builtin)})
+    assert isinstance(families["toy"], Toy) and "gpt2" in families
