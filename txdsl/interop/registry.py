@@ -1,8 +1,8 @@
 """The HF families installed plugins register through ``register_hf_mappings``.
 
-Loaded from the same entry points (group ``txdsl``) as every other plugin;
-a plugin that fails to load is skipped here as it is by the component
-registry (``txdsl plugins`` reports it there).
+Loaded from the same entry points (group ``txdsl``) as every other plugin,
+``TXDSL_PLUGINS`` included; a plugin that fails to load is skipped here as it
+is by the component registry (``txdsl plugins`` reports it there).
 """
 
 from __future__ import annotations
@@ -24,19 +24,22 @@ BUILTIN = "txdsl_hf"  # the built-in families' plugin module
 
 def load_families(modules: dict[str, ModuleType | Any] | None = None) -> dict[str, HFFamily]:
     """``model_type`` -> family, from the installed plugins (or ``modules``, for tests)."""
-    from ..plugins import _entry_points
+    from ..plugins import _entry_points, _env_list
 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     if modules is None:
-        eps = _entry_points()
+        wanted = _env_list("TXDSL_PLUGINS")  # as the component registry: only these
+        eps = [ep for ep in _entry_points() if wanted is None or ep.name in wanted]
         for ep in eps:
             try:
                 pm.register(ep.load(), name=ep.name)
             except Exception as exc:  # reported by `txdsl plugins`; not our business here
                 log.debug("txdsl plugin %r not loaded: %s", ep.name, exc)
-        if not any(ep.value == BUILTIN for ep in eps):  # stale metadata (an old egg-info on
-            pm.register(importlib.import_module(BUILTIN), name="hf")  # the path): still load
+        # stale metadata (an old txdsl.egg-info on the path lacks the "hf" entry point):
+        # the built-in families still load
+        if not any(ep.value == BUILTIN for ep in eps) and (wanted is None or "hf" in wanted):
+            pm.register(importlib.import_module(BUILTIN), name="hf")
     else:
         for name, module in modules.items():
             pm.register(module, name=name)
