@@ -78,11 +78,14 @@ class HFFamily:
         """The HF config's keyword arguments for a txdsl model's IR."""
         raise NotImplementedError
 
-    def spec(self, config: Any, arch: str, tied: bool, name: str) -> str:
-        """The generated ``.tx`` text: the zoo import and a model extending the zoo's."""
+    def check_arch(self, arch: str) -> None:
         if arch not in self.architectures:
             raise MappingError(f"{arch} is not supported for model_type '{self.model_type}' "
                                f"(supported: {', '.join(sorted(self.architectures))})")
+
+    def spec(self, config: Any, arch: str, tied: bool, name: str) -> str:
+        """The generated ``.tx`` text: the zoo import and a model extending the zoo's."""
+        self.check_arch(arch)
         params = "; ".join(f"{k} = {_lit(v)}" for k, v in self.params(config, arch).items())
         lines = [f'import "zoo:{self.zoo}"', "",
                  f"# converted from Hugging Face {arch} ({self.model_type})",

@@ -92,6 +92,7 @@ def _convert(config: Any, arch: str, tensors: dict[str, torch.Tensor]):
     """The family, whether the head is tied (read from the weights), and the rules' output
     ``(state under txdsl's names, missing HF keys, unexpected HF keys)``."""
     family = _family(config.model_type)
+    family.check_arch(arch)
     prefix = family.bare.get(arch)
     if prefix:  # a base model's keys lack the prefix the rules are written with
         tensors = {prefix + k: v for k, v in tensors.items()}
@@ -150,6 +151,7 @@ def to_hf(module: Any, directory: str | os.PathLike | None = None, *,
 
     family, found = detect(module)
     arch = arch or found
+    family.check_arch(arch)
     kwargs = family.hf_config(module.ir, arch)
     config = transformers.AutoConfig.for_model(family.model_type, **kwargs)
     config.architectures = [arch]
