@@ -149,3 +149,35 @@ def untie_t5(model):
     model.lm_head.weight = nn.Parameter(0.1 * torch.randn(model.lm_head.weight.shape, generator=g))
     model.config.tie_word_embeddings = False
     return model
+
+
+# A second config of every class the lists above have once: other odd widths and head counts.
+CONFIGS["more"] = [
+    (T.BertForMaskedLM, dict(vocab_size=83, hidden_size=30, num_hidden_layers=3,
+                             num_attention_heads=5, intermediate_size=46,
+                             max_position_embeddings=24, hidden_act="relu", **DROP), "encoder"),
+    (T.BertModel, dict(vocab_size=77, hidden_size=28, num_hidden_layers=1, num_attention_heads=7,
+                       intermediate_size=36, max_position_embeddings=20, **DROP), "encoder"),
+    (T.RobertaForMaskedLM, dict(vocab_size=81, hidden_size=42, num_hidden_layers=3,
+                                num_attention_heads=7, intermediate_size=50,
+                                max_position_embeddings=30, **DROP), "roberta"),
+    (T.AlbertForMaskedLM, dict(vocab_size=85, embedding_size=18, hidden_size=30,
+                               num_hidden_layers=4, num_attention_heads=5, intermediate_size=44,
+                               max_position_embeddings=24, classifier_dropout_prob=0.0, **DROP),
+     "encoder"),
+    (T.ElectraForPreTraining, dict(vocab_size=79, embedding_size=26, hidden_size=26,
+                                   num_hidden_layers=3, num_attention_heads=2,
+                                   intermediate_size=40, max_position_embeddings=24, **DROP),
+     "encoder"),
+    (T.ElectraForMaskedLM, dict(vocab_size=87, embedding_size=14, hidden_size=42,
+                                num_hidden_layers=1, num_attention_heads=7, intermediate_size=62,
+                                max_position_embeddings=24, **DROP), "encoder"),
+    (T.BertForSequenceClassification, dict(vocab_size=73, hidden_size=30, num_hidden_layers=1,
+                                           num_attention_heads=5, intermediate_size=34,
+                                           max_position_embeddings=20, num_labels=7, **DROP),
+     "encoder"),
+    (T.RobertaForSequenceClassification, dict(vocab_size=75, hidden_size=28,
+                                              num_hidden_layers=3, num_attention_heads=7,
+                                              intermediate_size=44, max_position_embeddings=26,
+                                              num_labels=2, **DROP), "roberta"),
+]
