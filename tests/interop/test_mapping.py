@@ -59,3 +59,34 @@ def test_a_third_party_plugin_registers_a_family_by_declaration():
     families = load_families({"toy": plugin, "hf": types.SimpleNamespace(
         register_hf_mappings=builtin)})
     assert isinstance(families["toy"], Toy) and "gpt2" in families
+
+
+def test_rope_layout_permutation_gives_the_same_scores():
+    """A q/k projection stored for interleaved RoPE (pairs 2i, 2i+1: Meta's LLaMA files),
+    mapped with rope_heads, gives under txdsl's rotate_half RoPE the scores the interleaved
+    rotation gives with the original weights (the definition, written naively here)."""
+    from txdsl.sdk.positions import apply_rotary
+
+    H, hd, d, T = 3, 8, 12, 5
+    g = torch.Generator().manual_seed(0)
+    wq, wk, x = (torch.randn(H * hd, d, generator=g), torch.randn(H * hd, d, generator=g),
+                 torch.randn(T, d, generator=g))
+    inv = 1.0 / 10000 ** (torch.arange(0, hd, 2).float() / hd)  # (hd/2,)
+    ang = torch.arange(T).float()[:, None] * inv  # (T, hd/2)
+
+    def interleaved(y):  # (T, H, hd), pairs (2i, 2i+1) rotated by ang[:, i]
+        a, b = y[..., 0::2], y[..., 1::2]
+        c, s = ang.cos()[:, None], ang.sin()[:, None]
+        return torch.stack((a * c - b * s, a * s + b * c), dim=-1).flatten(-2)
+
+    q, k = interleaved((x @ wq.t()).view(T, H, hd)), interleaved((x @ wk.t()).view(T, H, hd))
+    expected = torch.einsum("thd,shd->hts", q, k)
+    rules = [Rename("q", "wq", rope_heads=H), Rename("k", "wk", rope_heads=H)]
+    ours, _, _ = to_ours(rules, {"wq": wq, "wk": wk})
+    cos, sin = torch.cat((ang, ang), -1).cos(), torch.cat((ang, ang), -1).sin()  # (T, hd)
+    q2 = apply_rotary((x @ ours["q"].t()).view(T, H, hd).transpose(0, 1), cos, sin)
+    k2 = apply_rotary((x @ ours["k"].t()).view(T, H, hd).transpose(0, 1), cos, sin)
+    torch.testing.assert_close(torch.einsum("htd,hsd->hts", q2, k2), expected, atol=1e-4,
+                               rtol=1e-5)
+    back = to_theirs(rules, ours)
+    assert torch.equal(back["wq"], wq) and torch.equal(back["wk"], wk)

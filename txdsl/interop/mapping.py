@@ -8,6 +8,10 @@ over the counts the family gives (``{"i": 12}``). The same rules convert HF
 - ``Rename(ours, theirs, transpose=False, unbatch=False)``: one tensor,
   transposed for GPT-2's ``Conv1D`` (which stores ``(in, out)``); ``unbatch``:
   HF keeps a leading dimension of 1 (ViT's ``position_embeddings (1, N, d)``);
+  ``rope_heads=H``: a q or k projection whose checkpoint pairs rotary
+  dimensions ``(2i, 2i+1)`` (Meta's original LLaMA files, GPT-J) where txdsl's
+  ``rope`` pairs ``(i, i + hd/2)`` (``rotate_half``): its rows are permuted
+  within each of the ``H`` heads (the permutation HF's LLaMA converter applies);
 - ``Fused(ours=(q, k, v), theirs, sizes=None, dim=0, transpose=False)``: one
   HF tensor is several of ours concatenated along ``dim`` (GPT-2's
   ``c_attn``); ``sizes`` gives unequal parts (grouped-query heads:
@@ -44,6 +48,19 @@ class Rename:
     theirs: str
     transpose: bool = False
     unbatch: bool = False
+    rope_heads: int = 0
+
+
+def interleaved_to_half(w: Tensor, heads: int) -> Tensor:
+    """Rows ``(H * hd, ...)`` paired ``(2i, 2i+1)`` per head -> paired ``(i, i + hd/2)``."""
+    hd = w.shape[0] // heads
+    return w.reshape(heads, hd // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+
+
+def half_to_interleaved(w: Tensor, heads: int) -> Tensor:
+    """The inverse of :func:`interleaved_to_half`."""
+    hd = w.shape[0] // heads
+    return w.reshape(heads, 2, hd // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
 
 
 @dataclass(frozen=True)
@@ -79,7 +96,7 @@ def expand(rules: Iterable[Rule], counts: Mapping[str, int] | None = None) -> li
             sub = dict(zip(names, values))
             if isinstance(rule, Rename):
                 out.append(Rename(rule.ours.format(**sub), rule.theirs.format(**sub),
-                                  rule.transpose, rule.unbatch))
+                                  rule.transpose, rule.unbatch, rule.rope_heads))
             else:
                 out.append(Fused(tuple(k.format(**sub) for k in rule.ours),
                                  rule.theirs.format(**sub), rule.sizes, rule.dim, rule.transpose))
@@ -104,7 +121,8 @@ def to_ours(rules: Sequence[Rule], theirs: Mapping[str, Tensor],
         used.add(rule.theirs)
         x = _t(theirs[rule.theirs], rule.transpose)
         if isinstance(rule, Rename):
-            state[rule.ours] = x[0] if rule.unbatch and x.dim() > 1 and x.shape[0] == 1 else x
+            x = x[0] if rule.unbatch and x.dim() > 1 and x.shape[0] == 1 else x
+            state[rule.ours] = interleaved_to_half(x, rule.rope_heads) if rule.rope_heads else x
             continue
         n = len(rule.ours)
         sizes = list(rule.sizes) if rule.sizes else [x.shape[rule.dim] // n] * n
@@ -129,6 +147,7 @@ def to_theirs(rules: Sequence[Rule], ours: Mapping[str, Tensor]) -> dict[str, Te
     for rule in rules:
         if isinstance(rule, Rename):
             x = ours[rule.ours][None] if rule.unbatch else ours[rule.ours]
+            x = half_to_interleaved(x, rule.rope_heads) if rule.rope_heads else x
         else:
             x = torch.cat([ours[k] for k in rule.ours], dim=rule.dim)
         out[rule.theirs] = _t(x, rule.transpose).contiguous()
