@@ -90,3 +90,11 @@ def test_rope_layout_permutation_gives_the_same_scores():
                                rtol=1e-5)
     back = to_theirs(rules, ours)
     assert torch.equal(back["wq"], wq) and torch.equal(back["wk"], wk)
+
+
+def test_txdsl_plugins_lists_the_hf_mappings(capsys):
+    from txdsl.cli.main import main
+
+    assert main(["plugins"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  hf: "))
+    assert "gpt2 (GPT2LMHeadModel)" in line and "t5 (T5ForConditionalGeneration)" in line

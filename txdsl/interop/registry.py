@@ -52,6 +52,7 @@ def load_families(modules: dict[str, ModuleType | Any] | None = None) -> dict[st
                 log.warning("txdsl plugin %r: model_type %r is already registered; ignored",
                             _plugin, family.model_type)
                 return
+            family.plugin = _plugin  # who registered it (`txdsl plugins` shows it)
             families[family.model_type] = family
 
         try:
