@@ -114,6 +114,7 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "classifier": Entry("sequence classifier", "Devlin et al. 2019, BERT"),
         "token_classifier": Entry("per-token classifier", "Devlin et al. 2019, BERT"),
         "rtd": Entry("replaced-token detection", "Clark et al. 2020, ELECTRA"),
+        "pooled_classifier": Entry("pooled first-token classifier", "Devlin et al. 2019, BERT"),
     },
     "patches": {
         "conv": Entry("image patches as tokens (convolution)", "Dosovitskiy et al. 2021, ViT"),
