@@ -38,6 +38,9 @@ class LinearizedArgs(AttentionArgs):
     """Arguments every linearized kind has (besides ``heads``, ``kv_heads``, ``head_dim``, ``bias``)."""
 
     accepts: ClassVar[frozenset[str]] = frozenset({"qk"})
+    # Appended to validation's hint when a position scheme acts where this kind can't.
+    position_note: ClassVar[str] = ("it never forms a score matrix for a bias to act on; use "
+                                    "rope, or learned/sinusoidal positions in the embedding")
 
     chunk: PositiveInt = Field(default=16, description="tokens per chunk of the chunked causal "
                                "form (intra-chunk dense, inter-chunk recurrent)")
