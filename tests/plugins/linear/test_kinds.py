@@ -169,3 +169,17 @@ def test_copy_task_trains_within_2x_of_full_attention(attention):
     full = full_baseline(copy_spec("full(heads: heads)", "full"))
     model = txdsl.build(copy_spec(attention), backend="eager", seed=0).module
     assert_trains(train(model), full)
+
+
+@pytest.mark.parametrize("kind", ["linear", "performer"])
+@torch.no_grad()
+def test_a_decode_step_compiles_without_graph_breaks(kind):
+    """The recurrent state is updated in place, so a compiled step keeps its shapes."""
+    m, x = make(kind), torch.randn(2, 6, D)
+    eager_state, state = m.new_state(2, 8), m.new_state(2, 8)
+    step = torch.compile(m, backend="aot_eager", fullgraph=True)
+    for t in range(3):
+        mask = AttentionMask(causal=True, q_slots=torch.tensor([t]))
+        torch.testing.assert_close(step(x[:, t:t + 1], mask=mask, cache=state),
+                                   m(x[:, t:t + 1], mask=mask, cache=eager_state))
+    torch.testing.assert_close(state.S, eager_state.S)
