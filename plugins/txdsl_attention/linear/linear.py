@@ -3,8 +3,8 @@ https://arxiv.org/abs/2006.16236).
 
     out_i = phi(q_i)^T sum_j phi(k_j) v_j^T / (phi(q_i)^T sum_j phi(k_j)),
 
-``phi(x) = elu(x) + 1`` (the paper's choice) or ``relu`` / ``identity``-free
-positive maps chosen with ``feature_map``; causal over ``j <= i`` via prefix
+``phi(x) = elu(x) + 1`` (the paper's choice), ``relu`` or ``softplus``:
+non-negative maps chosen with ``feature_map``; causal over ``j <= i`` via prefix
 sums, decoding with a constant-size recurrent state.
 """
 
