@@ -36,3 +36,10 @@ def test_gpt2_forward_check_only():
 def test_gpt2_generate_check_only():
     out = _check("gpt2_generate.py")
     assert "identical tokens" in out
+
+
+def test_decode_scaling_check_only():
+    """Builds full / linear / performer decoders and decodes after a tiny prefill (no timing)."""
+    out = _check("decode_scaling.py")
+    assert "| linear | 64 |" in out and "| performer | 64 |" in out and "| full | 64 |" in out
+

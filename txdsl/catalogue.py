@@ -40,6 +40,8 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "linear": Entry("elu(x)+1 feature map, causal via prefix sums",
                         "Katharopoulos et al. 2020"),
         "performer": Entry("FAVOR+ positive random features", "Choromanski et al. 2021, Performer"),
+        "cosformer": Entry("ReLU feature map with a cos re-weighting of distance",
+                           "Qin et al. 2022, cosFormer"),
         "probsparse": Entry("ProbSparse: only the most informative queries",
                             "Zhou et al. 2021, Informer"),
         "clustered": Entry("queries clustered into prototypes", "Vyas et al. 2020"),

@@ -24,6 +24,7 @@ from txdsl.sdk import Targets
 from .declared import DisentangledArgs, RelativeXLArgs, TwoStreamArgs
 from .flex import FlexAttention, flex_supports
 from .full import FullArgs, ReferenceAttention
+from .linear import register_linearized
 from .sdpa import SDPAAttention
 
 __all__ = [
@@ -43,6 +44,7 @@ def register_attention(register):
     register(name="relative_xl", args=RelativeXLArgs)
     register(name="two_stream", args=TwoStreamArgs)
     register(name="disentangled", args=DisentangledArgs)
+    register_linearized(register)
 
 
 @hookimpl(specname="register_attention")

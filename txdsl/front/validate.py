@@ -172,7 +172,9 @@ def _position_in_stack(stack: StackIR, registry: Registry, sink: ErrorSink) -> b
             sink.add(SpecError(
                 f"attention '{attn.kind}' (layer {layer.index}) can't use position "
                 f"'{pos.kind}', which {ACTS[acts]}", pos.span,
-                f"'{attn.kind}' accepts positions that act on: {can or 'nothing'}"))
+                f"'{attn.kind}' accepts positions that act on: {can or 'nothing'}"
+                + (f" ({note})" if (note := getattr(registry.args("attention", attn.kind),
+                                                     "position_note", "")) else "")))
             return False
     return True
 
