@@ -61,6 +61,8 @@ class LSHArgs(AttentionArgs):
     chunks_before: NonNegativeInt = Field(1, description="chunks back each chunk attends to")
     chunks_after: NonNegativeInt = Field(0, description="chunks forward each chunk attends to")
     seed: int = Field(0, description="seed of the random rotations (fixed per build)")
+    scale: float | None = Field(None, description="score scale; default 1 (queries against "
+                                                  "unit-length keys, as Reformer)")
 
     def check(self, dims: Dims) -> None:
         super().check(dims)
