@@ -32,8 +32,8 @@ class TopKArgs(AttentionArgs):
     accepts: ClassVar[frozenset[str]] = frozenset({"qk", "bias"})
     example: ClassVar[dict] = {"k": 3}
 
-    k: PositiveInt = Field(description="keys each query keeps: those with its k highest "
-                                       "scores (ties with the k-th kept); k >= keys is full")
+    k: PositiveInt = Field(8, description="keys each query keeps: those with its k highest "
+                                          "scores (ties with the k-th kept); k >= keys is full")
 
     def flops_per_token(self, dims: Dims, seq_len: int) -> int:
         # dense scores as full attention, plus a k-selection over seq_len scores per head
