@@ -250,10 +250,10 @@ def markdown(data: dict) -> str:
                  and base is not v else "")
         return f"{r['median_s'] * 1e3:.1f} ms / {r['peak_bytes'] / 2**20:.0f} MiB{ratio}"
 
-    m = data["machine"]
+    m, env = data["machine"], data["environment"]
     lines = [f"# Attention scaling (batch 1, d_model {data['d_model']}, {data['heads']} heads, "
              f"one layer{', QUICK smoke run: not a measurement' if data['quick'] else ''})", "",
-             f"Machine: {data['environment'].get('cpu')}, {data['environment'].get('torch_threads')}"
+             f"Machine: {env.get('cpu')}, {env.get('torch_threads')}"
              f" threads; float32 GEMM {m['gemm_gflops']} GFLOP/s (n={m['gemm_n']}), copy "
              f"{m['copy_gbps']} GB/s.", "",
              "Cells: median time / peak memory rise (ru_maxrss) (speed vs full of the same "
