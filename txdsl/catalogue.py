@@ -37,6 +37,8 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
                         "Zaheer et al. 2020; Guo et al. 2019"),
         "lsh": Entry("locality-sensitive hashing buckets", "Kitaev et al. 2020, Reformer"),
         "routing": Entry("k-means routing clusters", "Roy et al. 2021, Routing Transformer"),
+        "topk": Entry("the top-k scores per query",
+                      "Zhao et al. 2019, Explicit Sparse Transformer"),
         "linear": Entry("elu(x)+1 feature map, causal via prefix sums",
                         "Katharopoulos et al. 2020"),
         "performer": Entry("FAVOR+ positive random features", "Choromanski et al. 2021, Performer"),

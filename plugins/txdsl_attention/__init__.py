@@ -11,6 +11,9 @@ verify`` compares with), ``sdpa``
 (DeBERTa) are declared: specs may name them and see their sizes; building
 them fails until an implementation is registered.
 
+Content-based sparse kinds (``topk``, ``lsh``, ``routing``) live in
+:mod:`txdsl_attention.content`.
+
 Built modules subclass :class:`txdsl.sdk.attention.Attention` (the contract:
 ``attn(x, memory=None, *, mask, position, cache, state)``) and return
 ``(B, T, d_model)``.
@@ -25,6 +28,7 @@ from .declared import DisentangledArgs, RelativeXLArgs, TwoStreamArgs
 from .flex import FlexAttention, flex_supports
 from .full import FullArgs, ReferenceAttention
 from .linear import register_linearized
+from .content import register_content
 from .sdpa import SDPAAttention
 
 __all__ = [
@@ -45,6 +49,7 @@ def register_attention(register):
     register(name="two_stream", args=TwoStreamArgs)
     register(name="disentangled", args=DisentangledArgs)
     register_linearized(register)
+    register_content(register)  # topk, lsh, routing (content-based sparse)
 
 
 @hookimpl(specname="register_attention")
