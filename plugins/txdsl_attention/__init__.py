@@ -25,6 +25,7 @@ from .declared import DisentangledArgs, RelativeXLArgs, TwoStreamArgs
 from .flex import FlexAttention, flex_supports
 from .full import FullArgs, ReferenceAttention
 from .sdpa import SDPAAttention
+from .sparse import register_sparse
 
 __all__ = [
     "DisentangledArgs", "FlexAttention", "FullArgs", "ReferenceAttention",
@@ -43,3 +44,4 @@ def register_attention(register):
     register(name="relative_xl", args=RelativeXLArgs)
     register(name="two_stream", args=TwoStreamArgs)
     register(name="disentangled", args=DisentangledArgs)
+    register_sparse(register)  # local, dilated, strided, fixed, block, global, random, sparse, longformer

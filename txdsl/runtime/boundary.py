@@ -39,7 +39,7 @@ from torch import Tensor
 ID_INPUTS = ("input_ids", "decoder_input_ids")
 INTEGER_INPUTS = ID_INPUTS + ("token_type_ids", "position_ids", "decoder_position_ids",
                               "document_ids", "cache_position")
-MASK_INPUTS = ("attention_mask", "decoder_attention_mask")
+MASK_INPUTS = ("attention_mask", "decoder_attention_mask", "global_attention_mask")
 TENSOR_INPUTS = INTEGER_INPUTS + MASK_INPUTS + ("pixel_values",)
 ID_DTYPES = (torch.int64, torch.int32)
 
@@ -234,7 +234,7 @@ def check_shapes(limits: Limits, given: Mapping[str, Any]) -> None:
     """Ranks, non-empty inputs, one batch size, per-token inputs as long as their ids."""
     source = "input_ids" if limits.vocab is not None else "pixel_values"
     _sequence(limits, given, source, "attention_mask", "position_ids",
-              ("token_type_ids", "document_ids"))
+              ("token_type_ids", "document_ids", "global_attention_mask"))
     _sequence(limits, given, "decoder_input_ids", "decoder_attention_mask",
               "decoder_position_ids")
     if source in given and "decoder_input_ids" in given:

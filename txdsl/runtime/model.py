@@ -89,7 +89,8 @@ class TxModel(nn.Module):
                 past_key_values: ModelCache | None = None, use_cache: bool = False,
                 output_hidden_states: bool = False,
                 decoder_position_ids: Tensor | None = None, document_ids: Tensor | None = None,
-                cache_position: Tensor | None = None) -> TxOutput:
+                cache_position: Tensor | None = None,
+                global_attention_mask: Tensor | None = None) -> TxOutput:
         """Hugging Face's keywords; ``(B, T)`` ids and 0/1 masks, ``(B, C, H, W)`` pixels.
 
         Every input is checked first (:mod:`txdsl.runtime.boundary`): a bad
@@ -107,13 +108,16 @@ class TxModel(nn.Module):
           one a call with ``use_cache`` returned), written in place;
           ``cache_position`` ``(T,)``: the slots this step writes (default:
           after what the cache holds; pass it to compile a decode step once).
+        - ``global_attention_mask`` ``(B, T)``, 1 for global positions (Longformer's
+          input): sparse attention kinds read it (``StackState.inputs``).
         """
         check_inputs(self.limits, dict(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             position_ids=position_ids, pixel_values=pixel_values,
             decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
             past_key_values=past_key_values, decoder_position_ids=decoder_position_ids,
-            document_ids=document_ids, cache_position=cache_position), dtype=self._dtype())
+            document_ids=document_ids, cache_position=cache_position,
+            global_attention_mask=global_attention_mask), dtype=self._dtype())
         cache = past_key_values
         if use_cache and cache is None:
             cache = ModelCache()
@@ -123,6 +127,8 @@ class TxModel(nn.Module):
         # Model inputs components read (StackState.inputs) and the auxiliary losses they add,
         # shared by the stacks; each stack gets its own StackState (scores don't cross stacks).
         component_inputs: dict[str, Tensor] = {}
+        if global_attention_mask is not None:
+            component_inputs["global_attention_mask"] = global_attention_mask
         aux_losses: dict[str, Tensor] = {}
 
         def state() -> StackState:
