@@ -36,6 +36,8 @@ def bind(atom: Any, S: int) -> Any:
         return dataclasses.replace(atom, length=S)
     if isinstance(atom, P.Local) and atom.ring_length == -1:
         return dataclasses.replace(atom, ring_length=S)
+    if isinstance(atom, P.Random):
+        return atom.bound(S)
     if isinstance(atom, P.Union):
         return P.Union(tuple(bind(a, S) for a in atom.parts))
     return atom

@@ -20,6 +20,7 @@ https://arxiv.org/abs/2106.04554) survey them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +59,10 @@ class Local:
     def reach(self) -> int | None:
         return None if self.ring_length else (self.window - 1) * self.dilation + 1
 
+    def max_tiles(self, c: int, n: int) -> int:
+        """At most how many key tiles of ``c`` slots a query tile's keys touch (``n``: all)."""
+        return n if self.ring_length else span_tiles(c + 2 * (self.window - 1) * self.dilation, c)
+
     sinks = 0
 
 
@@ -80,6 +85,9 @@ class Block:
     def reach(self) -> int:
         return (self.reach_blocks + 1) * self.block
 
+    def max_tiles(self, c: int, n: int) -> int:
+        return span_tiles((-(-c // self.block) + 1 + 2 * self.reach_blocks) * self.block, c)
+
     sinks = 0
 
 
@@ -98,6 +106,9 @@ class Strided:
     reach = None
     sinks = 0
 
+    def max_tiles(self, c: int, n: int) -> int:
+        return n
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -115,6 +126,9 @@ class Summary:
 
     reach = None
     sinks = 0
+
+    def max_tiles(self, c: int, n: int) -> int:
+        return n
 
 
 @dataclass(frozen=True)
@@ -157,6 +171,17 @@ class Global:
     def sinks(self) -> int:
         return self.first
 
+    def max_tiles(self, c: int, n: int) -> int:
+        return -(-self.first // c) + span_tiles(self.last, c) + len(self.positions)
+
+    def query_tiles(self, c: int, offset: int, T: int) -> set[int]:
+        """The query tiles (of ``c`` queries, slot = index + ``offset``) holding a global query."""
+        S = T + offset
+        slots = set(range(min(self.first, S))) | set(range(max(S - self.last, 0), S)) \
+            if self.last else set(range(min(self.first, S)))
+        slots |= {p for p in self.positions if p < S}
+        return {(s - offset) // c for s in slots if s >= offset}
+
 
 class GlobalInput:
     """Global positions given at run time: ``global_attention_mask`` ``(B, S)``, 1 = global
@@ -182,31 +207,53 @@ class GlobalInput:
     sinks = 0
 
 
+@functools.lru_cache(maxsize=16)
+def random_tables(r: int, seed: int, max_blocks: int) -> dict[int, Tensor]:
+    """For each block count ``n``: ``(n, n)`` bool, ``r`` key blocks per query block."""
+    g = torch.Generator().manual_seed(seed)
+    tables = {}
+    for n in range(1, max_blocks + 1):
+        picks = torch.rand(n, n, generator=g).argsort(dim=-1)[:, :r]  # (n, min(r, n))
+        tables[n] = torch.zeros(n, n, dtype=torch.bool).scatter_(1, picks, True)
+    return tables
+
+
 class Random:
-    """``r`` random key blocks per query block (Zaheer et al. 2020): a seeded table
-    ``(n_blocks, n_blocks)`` drawn once per build, the same for every head and row;
-    causal builds draw among the query's own and earlier blocks."""
+    """``r`` random key blocks per query block (Zaheer et al. 2020), drawn once per build
+    (seeded) for every sequence length up to the context: a sequence of ``n`` blocks uses
+    the table ``(n, n)`` drawn among its own blocks, the same for every head and row. In
+    a causal stack the causal mask hides the drawn blocks that lie in the future."""
 
-    def __init__(self, table: Tensor, block: int):
-        self.table, self.block = table, block  # (n_blocks, n_blocks) bool
+    def __init__(self, r: int, block: int, seed: int, max_blocks: int):
+        self.r, self.block = r, block
+        self.tables = random_tables(r, seed, max_blocks)
+        self.table = self.tables[max_blocks]
 
-    @staticmethod
-    def draw(n_blocks: int, r: int, seed: int, causal_draw: bool) -> Tensor:
-        g = torch.Generator().manual_seed(seed)
-        table = torch.zeros(n_blocks, n_blocks, dtype=torch.bool)
-        for i in range(n_blocks):
-            pool = i + 1 if causal_draw else n_blocks
-            table[i, torch.randperm(pool, generator=g)[:r]] = True
-        return table
+    def bound(self, S: int) -> "Random":
+        """This pattern for ``S`` keys (its table of ``ceil(S / block)`` blocks)."""
+        n = -(-S // self.block)
+        if n == self.table.shape[0] or n not in self.tables:
+            return self
+        out = object.__new__(Random)
+        out.r, out.block, out.tables, out.table = self.r, self.block, self.tables, self.tables[n]
+        return out
 
     def __call__(self, b, h, q, kv):
-        return self.table[q // self.block, kv // self.block]
+        n = self.table.shape[0]
+        return self.table.to(q.device)[(q // self.block).clamp(max=n - 1),
+                                       (kv // self.block).clamp(max=n - 1)]
 
     def blocks(self, qs, qe, ks, ke):
-        b = self.block
-        if qs.numel() and bool(((qe // b == qs // b) & (ke // b == ks // b)).all()):
-            return self.table[qs // b, ks // b]
-        return torch.ones_like(qs + ks, dtype=torch.bool)
+        """Any drawn (query block, key block) pair within the tiles: a 2-D prefix count."""
+        b, n = self.block, self.table.shape[0]
+        P = torch.nn.functional.pad(self.table.long().cumsum(0).cumsum(1), (1, 0, 1, 0))
+        P = P.to(qs.device)
+        q0, q1 = (qs // b).clamp(0, n - 1), (qe // b).clamp(0, n - 1) + 1
+        k0, k1 = (ks // b).clamp(0, n - 1), (ke // b).clamp(0, n - 1) + 1
+        return (P[q1, k1] - P[q0, k1] - P[q1, k0] + P[q0, k0]) > 0
+
+    def max_tiles(self, c: int, n: int) -> int:
+        return (-(-c // self.block) + 1) * self.r * span_tiles(self.block, c)
 
     reach = None
     sinks = 0
@@ -229,6 +276,9 @@ class PerHead:
 
     reach = None
     sinks = 0
+
+    def max_tiles(self, c: int, n: int) -> int:
+        return min(n, self.first.max_tiles(c, n) + self.second.max_tiles(c, n))
 
 
 @dataclass(frozen=True)
@@ -257,3 +307,11 @@ class Union:
     @property
     def sinks(self) -> int:
         return max(p.sinks for p in self.parts)
+
+    def max_tiles(self, c: int, n: int) -> int:
+        return min(n, sum(p.max_tiles(c, n) for p in self.parts))
+
+
+def span_tiles(length: int, c: int) -> int:
+    """At most how many tiles of ``c`` slots a run of ``length`` slots touches."""
+    return -(-length // c) + 1 if length > 0 else 0

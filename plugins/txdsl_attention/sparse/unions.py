@@ -29,8 +29,7 @@ class _RandomFields(SparseBase):
             return []
         rb = self.random_block or getattr(self, "block", None) or 16
         n = -(-(dims.context or DEFAULT_CONTEXT) // rb)
-        # drawn among all blocks: a causal stack's mask hides the future ones
-        return [P.Random(P.Random.draw(n, self.random, self.seed, causal_draw=False), rb)]
+        return [P.Random(self.random, rb, self.seed, n)]
 
     def keys_per_query(self, seq_len: int) -> int:
         return self.random * (self.random_block or getattr(self, "block", None) or 16)
