@@ -30,17 +30,21 @@ from . import patterns as P
 GLOBAL_INPUT = "global_attention_mask"
 
 
-def bind(atom: Any, S: int) -> Any:
+def bind(atom: Any, S: int, causal: bool = False) -> Any:
     """An atom that needs the key count (a ring, global positions from the end) gets it."""
     if isinstance(atom, P.Global) and atom.last:
         return dataclasses.replace(atom, length=S)
     if isinstance(atom, P.Local) and atom.ring_length == -1:
         return dataclasses.replace(atom, ring_length=S)
     if isinstance(atom, P.Random):
-        return atom.bound(S)
+        return atom.bound(S, causal)
     if isinstance(atom, P.Union):
-        return P.Union(tuple(bind(a, S) for a in atom.parts))
+        return P.Union(tuple(bind(a, S, causal) for a in atom.parts))
     return atom
+
+
+def mask_causal_key(causal: bool) -> str:
+    return "causal" if causal else "bidirectional"
 
 
 class SparseAttention(Attention):
@@ -65,12 +69,12 @@ class SparseAttention(Attention):
 
     # ------------------------------------------------------------------ pattern
 
-    def pattern(self, S: int, state: Any) -> tuple[tuple, Any]:
+    def pattern(self, S: int, state: Any, causal: bool = False) -> tuple[tuple, Any]:
         """``(key, predicate)`` of this module's pattern for ``S`` keys (with the run-time
         global positions of ``state``, if any)."""
-        atoms = [bind(a, S) for a in self.parts]
+        atoms = [bind(a, S, causal) for a in self.parts]
         key: tuple = ("sparse", tuple(atoms) if all(dataclasses.is_dataclass(a) for a in atoms)
-                      else id(self), S)
+                      else id(self), S, mask_causal_key(causal))
         given = state.inputs.get(GLOBAL_INPUT) if state is not None else None
         if given is not None:
             atoms.append(P.GlobalInput(given))
@@ -78,7 +82,7 @@ class SparseAttention(Attention):
         return key, P.Union(tuple(atoms))
 
     def sparse_mask(self, mask: AttentionMask, S: int, state: Any) -> tuple[AttentionMask, Any]:
-        key, union = self.pattern(S, state)
+        key, union = self.pattern(S, state, mask.causal)
         return mask.with_pattern(key, union), union
 
     # -------------------------------------------------------------------- state

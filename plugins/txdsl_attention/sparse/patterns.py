@@ -211,7 +211,10 @@ class GlobalInput:
 def random_tables(r: int, seed: int, max_blocks: int) -> dict[int, Tensor]:
     """For each block count ``n``: ``(n, n)`` bool, ``r`` key blocks per query block."""
     g = torch.Generator().manual_seed(seed)
-    tables = {}
+    causal = torch.zeros(max_blocks, max_blocks, dtype=torch.bool)
+    for i in range(max_blocks):  # among the query's own and earlier blocks: any length agrees
+        causal[i, torch.randperm(i + 1, generator=g)[:r]] = True
+    tables = {0: causal}  # 0: the causal table
     for n in range(1, max_blocks + 1):
         picks = torch.rand(n, n, generator=g).argsort(dim=-1)[:, :r]  # (n, min(r, n))
         tables[n] = torch.zeros(n, n, dtype=torch.bool).scatter_(1, picks, True)
@@ -220,19 +223,21 @@ def random_tables(r: int, seed: int, max_blocks: int) -> dict[int, Tensor]:
 
 class Random:
     """``r`` random key blocks per query block (Zaheer et al. 2020), drawn once per build
-    (seeded) for every sequence length up to the context: a sequence of ``n`` blocks uses
-    the table ``(n, n)`` drawn among its own blocks, the same for every head and row. In
-    a causal stack the causal mask hides the drawn blocks that lie in the future."""
+    (seeded), the same for every head and row. Bidirectional: a sequence of ``n`` blocks
+    uses a table ``(n, n)`` drawn among its own blocks, for every ``n`` up to the context
+    (as BigBird draws per sequence). Causal: one table whose row ``i`` is drawn among the
+    blocks ``0..i``, so a prefix (decoding) and the whole sequence see the same keys."""
 
     def __init__(self, r: int, block: int, seed: int, max_blocks: int):
         self.r, self.block = r, block
         self.tables = random_tables(r, seed, max_blocks)
-        self.table = self.tables[max_blocks]
+        self.table = self.tables[0]
 
-    def bound(self, S: int) -> "Random":
-        """This pattern for ``S`` keys (its table of ``ceil(S / block)`` blocks)."""
-        n = -(-S // self.block)
-        if n == self.table.shape[0] or n not in self.tables:
+    def bound(self, S: int, causal: bool) -> "Random":
+        """This pattern for ``S`` keys: the causal table, or that of ``ceil(S / block)``
+        blocks."""
+        n = 0 if causal else -(-S // self.block)
+        if n not in self.tables or self.tables[n] is self.table:
             return self
         out = object.__new__(Random)
         out.r, out.block, out.tables, out.table = self.r, self.block, self.tables, self.tables[n]
