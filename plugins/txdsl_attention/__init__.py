@@ -30,6 +30,7 @@ from .full import FullArgs, ReferenceAttention
 from .linear import register_linearized
 from .content import register_content
 from .sdpa import SDPAAttention
+from .sparse import register_sparse
 
 __all__ = [
     "DisentangledArgs", "FlexAttention", "FullArgs", "ReferenceAttention",
@@ -50,6 +51,7 @@ def register_attention(register):
     register(name="disentangled", args=DisentangledArgs)
     register_linearized(register)
     register_content(register)  # topk, lsh, routing (content-based sparse)
+    register_sparse(register)  # local, dilated, strided, fixed, block, global, random, sparse, longformer
 
 
 @hookimpl(specname="register_attention")

@@ -40,7 +40,7 @@ ID_INPUTS = ("input_ids", "decoder_input_ids")
 INTEGER_INPUTS = ID_INPUTS + ("token_type_ids", "position_ids", "decoder_position_ids",
                               "document_ids", "cache_position")
 INTEGER_INPUTS += ("task_ids",)  # (B,) each row's task (task-conditioned components)
-MASK_INPUTS = ("attention_mask", "decoder_attention_mask")
+MASK_INPUTS = ("attention_mask", "decoder_attention_mask", "global_attention_mask")
 TENSOR_INPUTS = INTEGER_INPUTS + MASK_INPUTS + ("pixel_values",)
 ID_DTYPES = (torch.int64, torch.int32)
 
@@ -247,7 +247,7 @@ def check_shapes(limits: Limits, given: Mapping[str, Any]) -> None:
     """Ranks, non-empty inputs, one batch size, per-token inputs as long as their ids."""
     source = "input_ids" if limits.vocab is not None else "pixel_values"
     _sequence(limits, given, source, "attention_mask", "position_ids",
-              ("token_type_ids", "document_ids"))
+              ("token_type_ids", "document_ids", "global_attention_mask"))
     _sequence(limits, given, "decoder_input_ids", "decoder_attention_mask",
               "decoder_position_ids")
     _task_ids(limits, given)

@@ -90,7 +90,8 @@ class TxModel(nn.Module):
                 output_hidden_states: bool = False,
                 decoder_position_ids: Tensor | None = None, document_ids: Tensor | None = None,
                 cache_position: Tensor | None = None,
-                task_ids: Tensor | None = None) -> TxOutput:
+                task_ids: Tensor | None = None,
+                global_attention_mask: Tensor | None = None) -> TxOutput:
         """Hugging Face's keywords; ``(B, T)`` ids and 0/1 masks, ``(B, C, H, W)`` pixels.
 
         Every input is checked first (:mod:`txdsl.runtime.boundary`): a bad
@@ -110,6 +111,8 @@ class TxModel(nn.Module):
           after what the cache holds; pass it to compile a decode step once).
         - ``task_ids`` ``(B,)``: each row's task, for task-conditioned components
           (``task_adapter`` attention); they read it as ``StackState.inputs["task_ids"]``.
+        - ``global_attention_mask`` ``(B, T)``, 1 for global positions (Longformer's
+          input): sparse attention kinds read it (``StackState.inputs``).
         """
         check_inputs(self.limits, dict(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
@@ -117,7 +120,7 @@ class TxModel(nn.Module):
             decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
             past_key_values=past_key_values, decoder_position_ids=decoder_position_ids,
             document_ids=document_ids, cache_position=cache_position,
-            task_ids=task_ids), dtype=self._dtype())
+            task_ids=task_ids, global_attention_mask=global_attention_mask), dtype=self._dtype())
         cache = past_key_values
         if use_cache and cache is None:
             cache = ModelCache()
@@ -129,6 +132,8 @@ class TxModel(nn.Module):
         component_inputs: dict[str, Tensor] = {}
         if task_ids is not None:
             component_inputs["task_ids"] = task_ids
+        if global_attention_mask is not None:
+            component_inputs["global_attention_mask"] = global_attention_mask
         aux_losses: dict[str, Tensor] = {}
 
         def state() -> StackState:
