@@ -49,8 +49,8 @@ class RopeArgs(PositionArgs):
     acts: ClassVar = "qk"
     theta: float = Field(default=10000.0, gt=1.0)
     fraction: float = Field(default=1.0, gt=0.0, le=1.0)  # share of head_dim rotated
-    scaling: Literal["none", "linear", "dynamic", "yarn"] = Field(
-        default="none", description="context extension: none, linear (position "
+    scaling: Literal["linear", "dynamic", "yarn"] | None = Field(
+        default=None, description="context extension: none, linear (position "
         "interpolation), dynamic (NTK), yarn; as HF's rope_type")
     factor: float = Field(default=1.0, ge=1.0, description="how many times longer the "
                           "context becomes (HF factor)")
@@ -95,7 +95,7 @@ class RopeArgs(PositionArgs):
 class RotaryPositions(nn.Module):
     acts = "qk"
 
-    def __init__(self, *, rotary_dim: int, theta: float = 10000.0, scaling: str = "none",
+    def __init__(self, *, rotary_dim: int, theta: float = 10000.0, scaling: str | None = None,
                  factor: float = 1.0, original_context: int | None = None,
                  beta_fast: float = 32.0, beta_slow: float = 1.0,
                  attention_factor: float | None = None, truncate: bool = True):
@@ -159,7 +159,7 @@ class RotaryPositions(nn.Module):
 
     def extra_repr(self) -> str:
         scaling = f", scaling={self.scaling}, factor={self.factor:g}" \
-            if self.scaling != "none" else ""
+            if self.scaling is not None else ""
         return f"rotary_dim={self.rotary_dim}, theta={self.theta:g}{scaling}"
 
 
