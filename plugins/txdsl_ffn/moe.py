@@ -25,6 +25,7 @@ FLOP model counts the sparse computation (router + top_k experts).
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field, PositiveInt
@@ -41,6 +42,8 @@ from .mlp import FeedForward
 class MoEArgs(FFNArgs):
     """Mixture of experts (Shazeer et al. 2017; Switch, Fedus et al. 2021; Mixtral, Jiang et
     al. 2024): top-k routed expert FFNs with capacity and a load-balancing loss."""
+
+    example: ClassVar[dict[str, Any]] = {"experts": 4}  # what `txdsl verify moe` builds
 
     experts: PositiveInt = Field(description="number of expert feed-forwards")
     top_k: PositiveInt = Field(default=2, description="experts each token is routed to")
