@@ -24,11 +24,13 @@ from txdsl.sdk import Targets
 from .declared import DisentangledArgs, RelativeXLArgs, TwoStreamArgs
 from .flex import FlexAttention, flex_supports
 from .full import FullArgs, ReferenceAttention
+from .persistent import PersistentArgs, PersistentMemoryAttention
 from .sdpa import SDPAAttention
 
 __all__ = [
     "DisentangledArgs", "FlexAttention", "FullArgs", "ReferenceAttention",
     "RelativeXLArgs", "SDPAAttention", "TwoStreamArgs",
+    "PersistentArgs", "PersistentMemoryAttention",
 ]
 
 
@@ -40,6 +42,7 @@ def register_attention(register):
              impl="sdpa", priority=10)
     register(name="full", args=FullArgs, build=FlexAttention.from_args, impl="flex",
              targets=Targets(check=flex_supports), priority=5)
+    register(name="persistent", args=PersistentArgs, build=PersistentMemoryAttention.from_args)
     register(name="relative_xl", args=RelativeXLArgs)
     register(name="two_stream", args=TwoStreamArgs)
     register(name="disentangled", args=DisentangledArgs)

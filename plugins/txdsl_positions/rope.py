@@ -127,7 +127,7 @@ class RotaryPositions(nn.Module):
                    truncate=args.truncate)
 
     def frequencies(self, positions: Tensor) -> Tensor:
-        """The ``(rot/2,)`` inverse frequencies for this forward (``dynamic``: from its positions)."""
+        """The ``(rot/2,)`` inverse frequencies of this forward (dynamic: from its positions)."""
         if self.scaling != "dynamic":
             return self.inv_freq.float()
         length = (positions.max() + 1).to(torch.float64).clamp(min=self.original_context)

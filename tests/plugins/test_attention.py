@@ -310,7 +310,8 @@ def test_registered():
         assert REGISTRY.args("attention", name).accepts == {"scores"}
     assert REGISTRY.args("attention", "full").accepts == {"qk", "bias"}
     for name in REGISTRY.kinds("attention"):  # the cost model answers for every kind
-        args = REGISTRY.args("attention", name)(heads=4)
+        cls = REGISTRY.args("attention", name)
+        args = cls(heads=4, **cls.example)  # a required argument comes from the kind's example
         assert args.param_count(dims(64)) > 0 and args.flops_per_token(dims(64), 128) > 0
 
 

@@ -152,7 +152,8 @@ def test_decoding_equals_the_full_forward(model):
     ids = torch.randint(2, 16, (1, 8))
     full = model(input_ids=ids).logits
     cache = model.new_cache(batch=1, capacity=8)
-    steps = [model(input_ids=ids[:, t:t + 1], past_key_values=cache, use_cache=True).logits for t in range(8)]
+    steps = [model(input_ids=ids[:, t:t + 1], past_key_values=cache, use_cache=True).logits
+             for t in range(8)]
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
 
 
