@@ -53,6 +53,8 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "clustered": Entry("queries clustered into prototypes", "Vyas et al. 2020"),
         "compressed": Entry("strided convolution over keys and values",
                             "Liu et al. 2018, memory-compressed attention"),
+        "persistent": Entry("learned persistent key/value vectors appended to the keys",
+                            "Sukhbaatar et al. 2019, all-attention"),
         "linformer": Entry("low-rank length projection of keys and values",
                            "Wang et al. 2020, Linformer"),
         "inducing": Entry("attention through inducing points",

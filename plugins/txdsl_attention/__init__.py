@@ -29,12 +29,14 @@ from .flex import FlexAttention, flex_supports
 from .full import FullArgs, ReferenceAttention
 from .linear import register_linearized
 from .content import register_content
+from .persistent import PersistentArgs, PersistentMemoryAttention
 from .sdpa import SDPAAttention
 from .sparse import register_sparse
 
 __all__ = [
     "DisentangledArgs", "FlexAttention", "FullArgs", "ReferenceAttention",
     "RelativeXLArgs", "SDPAAttention", "TwoStreamArgs",
+    "PersistentArgs", "PersistentMemoryAttention",
 ]
 
 
@@ -46,6 +48,7 @@ def register_attention(register):
              impl="sdpa", priority=10)
     register(name="full", args=FullArgs, build=FlexAttention.from_args, impl="flex",
              targets=Targets(check=flex_supports), priority=5)
+    register(name="persistent", args=PersistentArgs, build=PersistentMemoryAttention.from_args)
     register(name="relative_xl", args=RelativeXLArgs)
     register(name="two_stream", args=TwoStreamArgs)
     register(name="disentangled", args=DisentangledArgs)
