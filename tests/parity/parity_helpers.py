@@ -47,3 +47,17 @@ def copy_(dst: torch.Tensor, src: torch.Tensor) -> None:
 
 def assert_close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float = 0.0) -> None:
     torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
+
+
+@torch.no_grad()
+def scale_up(model: torch.nn.Module, *, std: float = 0.1,
+             norm_names: tuple[str, ...] = ("LayerNorm", "layer_norm")) -> torch.nn.Module:
+    """Random weights larger than a fresh init, so that a mistake shows in the outputs:
+    norm weights ``1 + 0.1 N(0, 1)``, norm biases and every other tensor ``N(0, std)``."""
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if any(n in name for n in norm_names) and name.endswith("weight"):
+            p.copy_(1.0 + 0.1 * torch.randn_like(p))
+        else:
+            p.normal_(0.0, std)
+    return model
