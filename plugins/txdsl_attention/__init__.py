@@ -21,13 +21,14 @@ from __future__ import annotations
 from txdsl.hookspecs import hookimpl
 from txdsl.sdk import Targets
 
-from .declared import DisentangledArgs, RelativeXLArgs, TwoStreamArgs
+from .declared import RelativeXLArgs, TwoStreamArgs
+from .disentangled import DisentangledArgs, DisentangledAttention
 from .flex import FlexAttention, flex_supports
 from .full import FullArgs, ReferenceAttention
 from .sdpa import SDPAAttention
 
 __all__ = [
-    "DisentangledArgs", "FlexAttention", "FullArgs", "ReferenceAttention",
+    "DisentangledArgs", "DisentangledAttention", "FlexAttention", "FullArgs", "ReferenceAttention",
     "RelativeXLArgs", "SDPAAttention", "TwoStreamArgs",
 ]
 
@@ -42,4 +43,5 @@ def register_attention(register):
              targets=Targets(check=flex_supports), priority=5)
     register(name="relative_xl", args=RelativeXLArgs)
     register(name="two_stream", args=TwoStreamArgs)
-    register(name="disentangled", args=DisentangledArgs)
+    register(name="disentangled", args=DisentangledArgs, build=DisentangledAttention.from_args,
+             impl="reference")

@@ -170,8 +170,8 @@ def test_dtype_and_init(registry):
 
 
 def test_declared_kind_without_implementation(registry):
-    ir = decoder_only(attention=comp("attention", "disentangled", heads=4))
-    with pytest.raises(SpecError, match="attention 'disentangled' has no implementation yet "
+    ir = decoder_only(attention=comp("attention", "two_stream", heads=4))
+    with pytest.raises(SpecError, match="attention 'two_stream' has no implementation yet "
                                         r"\(declared by plugin 'attention'\)"):
         construct(ir, registry=registry)
 

@@ -91,9 +91,9 @@ def test_no_implementation_for_the_target(fake_registry):
 
 
 def test_declared_and_unknown_kinds(registry):
-    with pytest.raises(SpecError, match=r"attention 'disentangled' has no implementation yet "
+    with pytest.raises(SpecError, match=r"attention 'two_stream' has no implementation yet "
                                         r"\(declared by plugin 'attention'\)"):
-        select(decoder_only(attention=comp("attention", "disentangled", heads=4)),
+        select(decoder_only(attention=comp("attention", "two_stream", heads=4)),
                registry=registry)
     with pytest.raises(SpecError, match="unknown norm 'layernrom'") as err:
         select(decoder_only(norm=comp("norm", "layernrom")), registry=registry)

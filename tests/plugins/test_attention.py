@@ -306,7 +306,7 @@ def test_registered():
                                                                            "reference"]
     for name in ("relative_xl", "two_stream", "disentangled"):
         assert REGISTRY.has("attention", name)
-        assert REGISTRY.implementations("attention", name) == []
+        assert [i.impl for i in REGISTRY.implementations("attention", name)] in ([], ["reference"])
         assert REGISTRY.args("attention", name).accepts == {"scores"}
     assert REGISTRY.args("attention", "full").accepts == {"qk", "bias"}
     for name in REGISTRY.kinds("attention"):  # the cost model answers for every kind
