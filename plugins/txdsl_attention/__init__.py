@@ -21,15 +21,16 @@ from __future__ import annotations
 from txdsl.hookspecs import hookimpl
 from txdsl.sdk import Targets
 
-from .declared import RelativeXLArgs, TwoStreamArgs
+from .declared import TwoStreamArgs
 from .disentangled import DisentangledArgs, DisentangledAttention
 from .flex import FlexAttention, flex_supports
 from .full import FullArgs, ReferenceAttention
+from .relative_xl import RelativeXLArgs, RelativeXLAttention
 from .sdpa import SDPAAttention
 
 __all__ = [
     "DisentangledArgs", "DisentangledAttention", "FlexAttention", "FullArgs", "ReferenceAttention",
-    "RelativeXLArgs", "SDPAAttention", "TwoStreamArgs",
+    "RelativeXLArgs", "RelativeXLAttention", "SDPAAttention", "TwoStreamArgs",
 ]
 
 
@@ -41,7 +42,8 @@ def register_attention(register):
              impl="sdpa", priority=10)
     register(name="full", args=FullArgs, build=FlexAttention.from_args, impl="flex",
              targets=Targets(check=flex_supports), priority=5)
-    register(name="relative_xl", args=RelativeXLArgs)
+    register(name="relative_xl", args=RelativeXLArgs, build=RelativeXLAttention.from_args,
+             impl="reference")
     register(name="two_stream", args=TwoStreamArgs)
     register(name="disentangled", args=DisentangledArgs, build=DisentangledAttention.from_args,
              impl="reference")

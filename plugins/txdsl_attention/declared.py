@@ -26,36 +26,6 @@ def _check_no_gqa(args: AttentionArgs, kind: str) -> None:
                        hint="drop kv_heads")
 
 
-class RelativeXLArgs(AttentionArgs):
-    """Transformer-XL relative attention (Dai et al. 2019, https://arxiv.org/abs/1901.02860).
-
-    score(i, j) = q_i.k_j + q_i.R_{i-j} + u.k_j + v.R_{i-j}, with R the
-    sinusoidal relative embeddings projected by ``r_net``. As in the original
-    code (``RelPartialLearnableMultiHeadAttn``): ``qkv_net`` and ``o_net``
-    without bias, ``r_net`` (d_model -> heads*head_dim, no bias), and the
-    global content/position biases u, v ``(heads, head_dim)`` each.
-    ``untie_r: true`` gives every layer its own u, v (counted here); with
-    ``false`` they are shared by the stack (counted there, not here). The
-    layer norm the original keeps inside the block is the layer's norm.
-    """
-
-    accepts: ClassVar[frozenset[str]] = frozenset({"scores"})
-    bias: bool = False
-    untie_r: bool = True
-
-    def check(self, dims: Dims) -> None:
-        super().check(dims)
-        _check_no_gqa(self, "relative_xl")
-
-    def param_count(self, dims: Dims) -> int:
-        hd, d, h = self.head_size(dims), dims.width, self.heads
-        qkv = 3 * linear_params(d, h * hd, self.bias)
-        out = linear_params(h * hd, d, self.bias)
-        r_net = d * h * hd
-        uv = 2 * h * hd if self.untie_r else 0
-        return qkv + out + r_net + uv
-
-
 class TwoStreamArgs(AttentionArgs):
     """XLNet two-stream relative attention (Yang et al. 2019, https://arxiv.org/abs/1906.08237).
 

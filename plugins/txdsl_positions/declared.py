@@ -18,14 +18,6 @@ from txdsl.sdk import ArgError, Dims, PositionArgs
 from .common import head_dim_of
 
 
-class RelativeXLPositionArgs(PositionArgs):
-    """Transformer-XL sinusoidal relative embeddings (Dai et al. 2019,
-    https://arxiv.org/abs/1901.02860); projected by the attention's ``r_net``.
-    No parameters."""
-
-    acts: ClassVar = "scores"
-
-
 class ShawArgs(PositionArgs):
     """Relative key embeddings (Shaw et al. 2018, https://arxiv.org/abs/1803.02155): one
     learned ``head_dim`` vector per clipped distance in [-max_distance, max_distance],

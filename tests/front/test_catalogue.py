@@ -77,7 +77,7 @@ def test_building_a_declared_kind_says_why_and_what_to_do(registry):
 
     from txdsl.back.select import select
 
-    spec = Path(__file__).resolve().parents[2] / "specs" / "transformer_xl.tx"
+    spec = Path(__file__).resolve().parents[2] / "specs" / "xlnet.tx"
     ir = txdsl.parse_file(spec, registry=registry)
     with pytest.raises(SpecError) as info:
         select(ir, registry=registry)

@@ -347,6 +347,8 @@ def test_relative_xl_param_count_is_the_original_layout():
     original = d * 3 * h * hd + h * hd * d + d * h * hd + 2 * h * hd
     assert RelativeXLArgs(heads=h).param_count(dims(d)) == original
     assert RelativeXLArgs(heads=h, untie_r=False).param_count(dims(d)) == original - 2 * h * hd
+    with pytest.raises(ArgError, match="untie_r: false"):
+        RelativeXLArgs(heads=h, untie_r=False).check(dims(d))
 
 
 def test_declared_checks():

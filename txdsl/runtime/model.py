@@ -89,7 +89,8 @@ class TxModel(nn.Module):
                 past_key_values: ModelCache | None = None, use_cache: bool = False,
                 output_hidden_states: bool = False,
                 decoder_position_ids: Tensor | None = None, document_ids: Tensor | None = None,
-                cache_position: Tensor | None = None) -> TxOutput:
+                cache_position: Tensor | None = None,
+                mems: tuple[Tensor, ...] | list[Tensor] | None = None) -> TxOutput:
         """Hugging Face's keywords; ``(B, T)`` ids and 0/1 masks, ``(B, C, H, W)`` pixels.
 
         Every input is checked first (:mod:`txdsl.runtime.boundary`): a bad
@@ -107,6 +108,10 @@ class TxModel(nn.Module):
           one a call with ``use_cache`` returned), written in place;
           ``cache_position`` ``(T,)``: the slots this step writes (default:
           after what the cache holds; pass it to compile a decode step once).
+        - ``mems``: segment memory (Transformer-XL, XLNet): the ``mems`` a previous
+          call returned, one ``(B, M, d_model)`` per layer (batch first; Hugging
+          Face's XLNet holds them ``(M, B, d_model)``); the output's ``mems`` are
+          the next segment's (``mem_len`` positions, gradient stopped).
         """
         check_inputs(self.limits, dict(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
@@ -119,7 +124,7 @@ class TxModel(nn.Module):
             cache = ModelCache()
         if document_ids is not None and cache is not None:
             raise ValueError("document_ids (packed sequences) can't be used with a cache")
-        memory = enc_hidden = None
+        memory = enc_hidden = new_mems = None
         # Model inputs components read (StackState.inputs) and the auxiliary losses they add,
         # shared by the stacks; each stack gets its own StackState (scores don't cross stacks).
         component_inputs: dict[str, Tensor] = {}
@@ -145,9 +150,12 @@ class TxModel(nn.Module):
                                         cache_position, output_hidden_states, state(),
                                         memory=memory, memory_mask=memory_mask)
         else:
+            main = state()
+            main.mems = tuple(mems) if mems is not None else None
             h, hidden, mask = self._run(self.main_stack, input_ids, attention_mask,
                                         token_type_ids, position_ids, pixel_values, document_ids,
-                                        cache, cache_position, output_hidden_states, state())
+                                        cache, cache_position, output_hidden_states, main)
+            new_mems = tuple(main.new_mems) or None
 
         heads = {name: head(h, attention_mask=mask) for name, head in self.heads.items()}
         # One constructor call (no attribute writes after it): a compiled model with a graph
@@ -157,7 +165,7 @@ class TxModel(nn.Module):
                         past_key_values=cache if use_cache else None,
                         encoder_last_hidden_state=memory, encoder_hidden_states=enc_hidden,
                         aux_loss=sum(aux_losses.values()) if aux_losses else None,
-                        aux_losses=aux_losses)
+                        aux_losses=aux_losses, mems=new_mems)
 
     def _encode(self, input_ids, attention_mask, token_type_ids, position_ids, pixel_values,
                 document_ids, output_hidden_states, state):
