@@ -1,4 +1,4 @@
-"""Built-in attention: ``full`` (reference and SDPA kernels) and declared kinds.
+"""Built-in attention: ``full`` (reference and SDPA kernels) and the relative kinds.
 
 ``full`` has three implementations with one parameter layout (``q_proj``,
 ``k_proj``, ``v_proj``, ``out_proj``), so the selection pass may pick any and
@@ -8,8 +8,8 @@ verify`` compares with), ``sdpa``
 ``flex`` (FlexAttention with a block mask; compiled builds only on CPU).
 
 ``relative_xl`` (Transformer-XL), ``two_stream`` (XLNet) and ``disentangled``
-(DeBERTa) are declared: specs may name them and see their sizes; building
-them fails until an implementation is registered.
+(DeBERTa) take relative positions as extra score terms (``accepts =
+{"scores"}``); each has one implementation, ``reference``.
 
 Built modules subclass :class:`txdsl.sdk.attention.Attention` (the contract:
 ``attn(x, memory=None, *, mask, position, cache, state)``) and return
@@ -21,16 +21,17 @@ from __future__ import annotations
 from txdsl.hookspecs import hookimpl
 from txdsl.sdk import Targets
 
-from .declared import TwoStreamArgs
 from .disentangled import DisentangledArgs, DisentangledAttention
 from .flex import FlexAttention, flex_supports
 from .full import FullArgs, ReferenceAttention
 from .relative_xl import RelativeXLArgs, RelativeXLAttention
 from .sdpa import SDPAAttention
+from .two_stream import TwoStreamArgs, TwoStreamAttention
 
 __all__ = [
     "DisentangledArgs", "DisentangledAttention", "FlexAttention", "FullArgs", "ReferenceAttention",
     "RelativeXLArgs", "RelativeXLAttention", "SDPAAttention", "TwoStreamArgs",
+    "TwoStreamAttention",
 ]
 
 
@@ -44,6 +45,7 @@ def register_attention(register):
              targets=Targets(check=flex_supports), priority=5)
     register(name="relative_xl", args=RelativeXLArgs, build=RelativeXLAttention.from_args,
              impl="reference")
-    register(name="two_stream", args=TwoStreamArgs)
+    register(name="two_stream", args=TwoStreamArgs, build=TwoStreamAttention.from_args,
+             impl="reference")
     register(name="disentangled", args=DisentangledArgs, build=DisentangledAttention.from_args,
              impl="reference")

@@ -90,7 +90,9 @@ class TxModel(nn.Module):
                 output_hidden_states: bool = False,
                 decoder_position_ids: Tensor | None = None, document_ids: Tensor | None = None,
                 cache_position: Tensor | None = None,
-                mems: tuple[Tensor, ...] | list[Tensor] | None = None) -> TxOutput:
+                mems: tuple[Tensor, ...] | list[Tensor] | None = None,
+                perm_mask: Tensor | None = None,
+                target_mapping: Tensor | None = None) -> TxOutput:
         """Hugging Face's keywords; ``(B, T)`` ids and 0/1 masks, ``(B, C, H, W)`` pixels.
 
         Every input is checked first (:mod:`txdsl.runtime.boundary`): a bad
@@ -112,6 +114,10 @@ class TxModel(nn.Module):
           call returned, one ``(B, M, d_model)`` per layer (batch first; Hugging
           Face's XLNet holds them ``(M, B, d_model)``); the output's ``mems`` are
           the next segment's (``mem_len`` positions, gradient stopped).
+        - ``perm_mask`` ``(B, T, T)``, ``target_mapping`` ``(B, P, T)`` (XLNet, as
+          in Hugging Face): 1 where query i may not see key j; the one-hot
+          positions of the P query-stream predictions (logits are then
+          ``(B, P, vocab)``). ``token_type_ids`` are XLNet's segment ids.
         """
         check_inputs(self.limits, dict(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
@@ -128,6 +134,10 @@ class TxModel(nn.Module):
         # Model inputs components read (StackState.inputs) and the auxiliary losses they add,
         # shared by the stacks; each stack gets its own StackState (scores don't cross stacks).
         component_inputs: dict[str, Tensor] = {}
+        for name, value in (("perm_mask", perm_mask), ("target_mapping", target_mapping),
+                            ("token_type_ids", token_type_ids)):
+            if value is not None:
+                component_inputs[name] = value
         aux_losses: dict[str, Tensor] = {}
 
         def state() -> StackState:

@@ -76,7 +76,10 @@ class StackState:
       layer order (the model's ``mems`` input); ``new_mems``: each such layer
       appends its own (its input after its memory, the last ``mem_len``
       positions, gradient stopped), returned as ``TxOutput.mems``. A layer's
-      memory is ``mems[len(new_mems)]`` when it runs.
+      memory is ``mems[len(new_mems)]`` when it runs;
+    - ``query_stream``: the number of trailing positions of the layers' input
+      that are a second stream (XLNet's query stream, appended by the stack's
+      position scheme for ``target_mapping``); 0: none. The stack returns them.
     """
 
     scores: Tensor | None = None
@@ -85,6 +88,7 @@ class StackState:
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
     mems: tuple[Tensor, ...] | None = None
     new_mems: list[Tensor] = field(default_factory=list)
+    query_stream: int = 0
 
     def next_memory(self) -> Tensor | None:
         """The segment memory of the layer about to append to ``new_mems`` (or ``None``)."""
