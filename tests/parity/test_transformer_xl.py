@@ -189,3 +189,11 @@ def test_one_token_segments_equal_the_whole_sequence(model):
 
 def test_tiny_spec_parses():
     check_spec_parses("transformer_xl.tx", TINY)
+
+
+def test_bad_mems_are_refused(model):
+    x = tokens()
+    with pytest.raises(ValueError, match=r"mems\[0\] must be \(batch 2, memory, d_model 36\)"):
+        model(x, mems=(torch.zeros(3, 4, D), torch.zeros(3, 4, D)))
+    with pytest.raises(TypeError, match="mems must be"):
+        model(x, mems=torch.zeros(2, 4, D))

@@ -125,6 +125,8 @@ class TxModel(nn.Module):
             decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
             past_key_values=past_key_values, decoder_position_ids=decoder_position_ids,
             document_ids=document_ids, cache_position=cache_position), dtype=self._dtype())
+        if mems is not None:
+            _check_mems(mems, input_ids, self.ir.d_model)
         cache = past_key_values
         if use_cache and cache is None:
             cache = ModelCache()
@@ -227,6 +229,17 @@ class TxModel(nn.Module):
                         eos_token_id=eos_token_id, pad_token_id=pad_token_id,
                         decoder_start_token_id=decoder_start_token_id, generator=generator,
                         use_cache=use_cache, truncate=truncate)
+
+
+def _check_mems(mems: Any, input_ids: Tensor | None, d_model: int) -> None:
+    """``mems``: a tuple or list of ``(B, M, d_model)`` tensors, B the batch's rows."""
+    if not isinstance(mems, (tuple, list)) or not all(isinstance(m, Tensor) for m in mems):
+        raise TypeError("mems must be the tuple of tensors a previous call returned (out.mems)")
+    B = input_ids.shape[0] if input_ids is not None else None
+    for i, m in enumerate(mems):
+        if m.dim() != 3 or m.shape[-1] != d_model or (B is not None and m.shape[0] != B):
+            raise ValueError(f"mems[{i}] must be (batch {B}, memory, d_model {d_model}), "
+                             f"got {tuple(m.shape)}")
 
 
 def _with_cls(attention_mask: Tensor) -> Tensor:
