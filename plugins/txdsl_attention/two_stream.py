@@ -25,7 +25,6 @@ from pydantic import Field, NonNegativeInt
 from torch import Tensor, nn
 
 from txdsl.sdk import ArgError, AttentionArgs, Dims
-from txdsl.sdk.attention import Attention
 
 from .relative_xl import RelativeXLAttention, check_no_gqa
 

@@ -61,3 +61,14 @@ def scale_up(model: torch.nn.Module, *, std: float = 0.1,
         else:
             p.normal_(0.0, std)
     return model
+
+
+def spec_ir(spec: str, text: str) -> ModelIR:
+    """:func:`parse_spec` for families with no hand-built IR: skipped under
+    ``TXDSL_PARITY_HAND_IR=1`` (their spec is the only source of the IR)."""
+    import pytest
+
+    ir = parse_spec(spec, text)
+    if ir is None:
+        pytest.skip(f"no hand-built IR for {spec}: the spec is the only source")
+    return ir

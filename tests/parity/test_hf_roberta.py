@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from parity_helpers import assert_close, check_spec_parses, parse_spec, scale_up
+from parity_helpers import assert_close, check_spec_parses, spec_ir, scale_up
 from txdsl.back.construct import construct
 
 transformers = pytest.importorskip("transformers")
@@ -64,7 +64,7 @@ def roberta_state_dict(hf) -> dict[str, torch.Tensor]:
 def pair(request, registry):
     cfg = CONFIGS[request.param]
     hf = hf_roberta(*cfg)
-    ours = construct(parse_spec("roberta.tx", tiny(*cfg)), registry=registry)
+    ours = construct(spec_ir("roberta.tx", tiny(*cfg)), registry=registry)
     ours.load_state_dict(roberta_state_dict(hf), strict=True)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
     return cfg, hf, ours.eval()

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from parity_helpers import assert_close, check_spec_parses, parse_spec, scale_up
+from parity_helpers import assert_close, check_spec_parses, spec_ir, scale_up
 from txdsl.back.construct import construct
 
 transformers = pytest.importorskip("transformers")
@@ -65,7 +65,7 @@ def t5_state_dict(hf) -> dict[str, torch.Tensor]:
 def pair(request, registry):
     cfg = CONFIGS[request.param]
     hf = hf_t5(*cfg)
-    ours = construct(parse_spec("t5.tx", tiny(*cfg)), registry=registry)
+    ours = construct(spec_ir("t5.tx", tiny(*cfg)), registry=registry)
     ours.load_state_dict(t5_state_dict(hf), strict=True)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
     return cfg, hf, ours.eval()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from parity_helpers import assert_close, check_spec_parses, parse_spec, scale_up
+from parity_helpers import assert_close, check_spec_parses, spec_ir, scale_up
 from txdsl.back.construct import construct
 
 transformers = pytest.importorskip("transformers")
@@ -60,7 +60,7 @@ def xlnet_state_dict(hf) -> dict[str, torch.Tensor]:
 def pair(request, registry):
     cfg = CONFIGS[request.param]
     hf = hf_xlnet(*cfg)
-    ours = construct(parse_spec("xlnet.tx", tiny(*cfg)), registry=registry)
+    ours = construct(spec_ir("xlnet.tx", tiny(*cfg)), registry=registry)
     ours.load_state_dict(xlnet_state_dict(hf), strict=True)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
     return cfg, hf, ours.eval()

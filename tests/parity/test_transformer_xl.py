@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from parity_helpers import assert_close, check_spec_parses, parse_spec
+from parity_helpers import assert_close, check_spec_parses, spec_ir
 from txdsl.back.construct import construct
 
 VOCAB, D, HEADS, HD, LAYERS, D_FF, MEM = 37, 36, 3, 10, 2, 50, 8
@@ -36,7 +36,7 @@ model tiny extends transformer_xl {{
 
 @pytest.fixture(scope="module")
 def model(registry):
-    m = construct(parse_spec("transformer_xl.tx", TINY), registry=registry)
+    m = construct(spec_ir("transformer_xl.tx", TINY), registry=registry)
     torch.manual_seed(1)
     with torch.no_grad():  # large random weights (u, v and the head bias start at zero)
         for name, p in m.named_parameters():
