@@ -1,4 +1,4 @@
-"""Built-in attention: ``full`` (reference and SDPA kernels) and declared kinds.
+"""Built-in attention: ``full`` (reference and SDPA kernels) and the relative kinds.
 
 ``full`` has three implementations with one parameter layout (``q_proj``,
 ``k_proj``, ``v_proj``, ``out_proj``), so the selection pass may pick any and
@@ -8,8 +8,8 @@ verify`` compares with), ``sdpa``
 ``flex`` (FlexAttention with a block mask; compiled builds only on CPU).
 
 ``relative_xl`` (Transformer-XL), ``two_stream`` (XLNet) and ``disentangled``
-(DeBERTa) are declared: specs may name them and see their sizes; building
-them fails until an implementation is registered.
+(DeBERTa) take relative positions as extra score terms (``accepts =
+{"scores"}``); each has one implementation, ``reference``.
 
 Content-based sparse kinds (``topk``, ``lsh``, ``routing``) live in
 :mod:`txdsl_attention.content`.
@@ -24,19 +24,21 @@ from __future__ import annotations
 from txdsl.hookspecs import hookimpl
 from txdsl.sdk import Targets
 
-from .declared import DisentangledArgs, RelativeXLArgs, TwoStreamArgs
+from .disentangled import DisentangledArgs, DisentangledAttention
 from .flex import FlexAttention, flex_supports
 from .full import FullArgs, ReferenceAttention
 from .linear import register_linearized
 from .content import register_content
 from .persistent import PersistentArgs, PersistentMemoryAttention
+from .relative_xl import RelativeXLArgs, RelativeXLAttention
 from .sdpa import SDPAAttention
 from .sparse import register_sparse
+from .two_stream import TwoStreamArgs, TwoStreamAttention
 
 __all__ = [
-    "DisentangledArgs", "FlexAttention", "FullArgs", "ReferenceAttention",
-    "RelativeXLArgs", "SDPAAttention", "TwoStreamArgs",
-    "PersistentArgs", "PersistentMemoryAttention",
+    "DisentangledArgs", "DisentangledAttention", "FlexAttention", "FullArgs", "ReferenceAttention",
+    "RelativeXLArgs", "RelativeXLAttention", "SDPAAttention", "TwoStreamArgs",
+    "TwoStreamAttention", "PersistentArgs", "PersistentMemoryAttention",
 ]
 
 
@@ -49,9 +51,12 @@ def register_attention(register):
     register(name="full", args=FullArgs, build=FlexAttention.from_args, impl="flex",
              targets=Targets(check=flex_supports), priority=5)
     register(name="persistent", args=PersistentArgs, build=PersistentMemoryAttention.from_args)
-    register(name="relative_xl", args=RelativeXLArgs)
-    register(name="two_stream", args=TwoStreamArgs)
-    register(name="disentangled", args=DisentangledArgs)
+    register(name="relative_xl", args=RelativeXLArgs, build=RelativeXLAttention.from_args,
+             impl="reference")
+    register(name="two_stream", args=TwoStreamArgs, build=TwoStreamAttention.from_args,
+             impl="reference")
+    register(name="disentangled", args=DisentangledArgs, build=DisentangledAttention.from_args,
+             impl="reference")
     register_linearized(register)
     register_content(register)  # topk, lsh, routing (content-based sparse)
     register_sparse(register)  # local, dilated, strided, fixed, block, global, random, sparse, longformer

@@ -100,7 +100,7 @@ def test_ambiguous_kind_asks_for_the_family(run):
         status, out, err = run("describe", *how)
         assert status == 0, err
         assert out.startswith("position relative_xl: Transformer-XL")
-        assert "implementations: none yet (declared" in out
+        assert "reference  priority 0, plugin positions" in out  # built (no longer declared)
 
 
 @pytest.mark.parametrize("kind, message, hint", [

@@ -45,6 +45,9 @@ TENSOR_INPUTS = INTEGER_INPUTS + MASK_INPUTS + ("pixel_values",)
 ID_DTYPES = (torch.int64, torch.int32)
 
 
+SEGMENT_ATTENTION = ("two_stream",)  # attention kinds that read token_type_ids as segments
+
+
 @dataclass(frozen=True)
 class Limits:
     """What a model's inputs may be, from its IR alone (plain data, no plugins)."""
@@ -58,6 +61,7 @@ class Limits:
     cls_token: bool
     encoder_decoder: bool
     tasks: int | None = None  # task_ids 0 .. tasks-1: the largest `tasks` argument of a component
+    segments: bool = False  # token_type_ids are segment ids the attention reads (XLNet)
 
     @classmethod
     def from_ir(cls, ir: Any, *, context: int | None = None) -> "Limits":
@@ -80,7 +84,10 @@ class Limits:
         return cls(vocab=emb.tokens, context=context if _is_int(context) and context > 0 else None,
                    position_rows=rows, token_types=emb.token_types, image=image,
                    patches=patches, cls_token=emb.cls_token,
-                   encoder_decoder=ir.is_encoder_decoder, tasks=_tasks(ir))
+                   encoder_decoder=ir.is_encoder_decoder, tasks=_tasks(ir),
+                   segments=any(layer.attention.kind in SEGMENT_ATTENTION
+                                for stack in (ir.encoder, ir.decoder) if stack is not None
+                                for layer in stack.layers))
 
 
 def _tasks(ir: Any) -> int | None:
@@ -164,7 +171,7 @@ def check_roles(limits: Limits, given: Mapping[str, Any]) -> None:
             if name in given:
                 raise ValueError(f"{name} is for encoder-decoder models; this model has one "
                                  "stack: pass input_ids, attention_mask, position_ids")
-    if "token_type_ids" in given and limits.token_types == 0:
+    if "token_type_ids" in given and limits.token_types == 0 and not limits.segments:
         raise ValueError("token_type_ids given, but the model has no token type embedding "
                          "(its spec sets no embedding token_types)")
     cache = given.get("past_key_values")
@@ -313,7 +320,7 @@ def _conditions(limits: Limits, given: Mapping[str, Any],
     for name in ID_INPUTS:
         within(name, limits.vocab, lambda v, n=name: f"{n} contains {v}, but the vocabulary has "
                f"{limits.vocab} ids (0..{limits.vocab - 1})")
-    within("token_type_ids", limits.token_types,
+    within("token_type_ids", None if limits.segments else limits.token_types,
            lambda v: f"token_type_ids contains {v}, but the model has {limits.token_types} "
            f"token types (0..{limits.token_types - 1})")
     within("task_ids", limits.tasks,
