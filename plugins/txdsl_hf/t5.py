@@ -15,14 +15,6 @@ from txdsl.interop import HFFamily, MappingError, Rename
 from txdsl.interop.family import first_layer, head_kinds
 
 
-def lm_scale_arg() -> str | None:
-    """The lm head's output-scale argument, when this txdsl has it."""
-    from txdsl_heads.lm import LMHeadArgs
-
-    return next((n for n in ("scale", "output_scale", "logit_scale")
-                 if n in LMHeadArgs.model_fields), None)
-
-
 class T5(HFFamily):
     model_type = "t5"
     zoo = "t5.tx"
@@ -56,13 +48,8 @@ class T5(HFFamily):
         scaled = bool(getattr(c, "scale_decoder_outputs", tied))
         if not scaled:
             return [f"head = lm(tied: {'true' if tied else 'false'})"]
-        arg = lm_scale_arg()
-        if arg is None:
-            raise MappingError("this T5 checkpoint scales the decoder output by d_model ** -0.5 "
-                               "before its lm head (T5 v1.0, HF's scale_decoder_outputs), which "
-                               "needs the lm head's output scale argument; this txdsl's lm head "
-                               "has none yet")
-        return [f"head = lm(tied: {'true' if tied else 'false'}, {arg}: d_model ** -0.5)"]
+        # T5 v1.0 (HF's scale_decoder_outputs) scales the decoder output before a tied head
+        return [f"head = lm(tied: {'true' if tied else 'false'}, scale: d_model ** -0.5)"]
 
     def counts(self, c):
         return {"i": c.num_layers}
@@ -101,7 +88,6 @@ class T5(HFFamily):
         layer = first_layer(ir, "encoder")
         att, ffn, pos = layer.attention.args, layer.ffn, ir.encoder.position.args
         lm = head_kinds(ir)["lm"].args
-        scale = lm_scale_arg()
         return dict(vocab_size=ir.embedding.tokens, d_model=ir.d_model, num_heads=att["heads"],
                     d_kv=att.get("head_dim") or ir.d_model // att["heads"],
                     d_ff=ffn.args["hidden"], num_layers=len(ir.encoder.layers),
@@ -111,5 +97,5 @@ class T5(HFFamily):
                     relative_attention_max_distance=pos["max_distance"],
                     layer_norm_epsilon=layer.norm.args["eps"], dropout_rate=layer.dropout,
                     tie_word_embeddings=bool(lm.get("tied")),
-                    scale_decoder_outputs=bool(scale and lm.get(scale) not in (None, 1.0)),
+                    scale_decoder_outputs=lm.get("scale", 1.0) != 1.0,
                     decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)

@@ -11,18 +11,7 @@ import txdsl
 from hf_models import CONFIGS, make, untie_t5
 
 ATOL = 1e-4
-T5_SCALE_XFAIL = ("T5 v1.0's tied head scales the decoder output by d_model ** -0.5: needs the "
-                  "lm head's output scale argument (another branch adds it)")
-
-
-def _no_lm_scale() -> bool:
-    from txdsl_hf.t5 import lm_scale_arg
-
-    return lm_scale_arg() is None
-
-
-CASES = [pytest.param((kind, i), id=f"{kind}-{i}", marks=[pytest.mark.xfail(
-             _no_lm_scale(), reason=T5_SCALE_XFAIL, strict=False)] if kind == "t5_v1_0" else [])
+CASES = [pytest.param((kind, i), id=f"{kind}-{i}")
          for kind in CONFIGS for i in range(len(CONFIGS[kind]))]
 CASES.append(pytest.param(("t5_untied", 0), id="t5_untied-0"))
 
