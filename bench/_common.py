@@ -143,37 +143,12 @@ def hf_gpt2(shape: GPT2Shape, *, seed: int = 0, attn: str = "sdpa"):
     return model.eval()
 
 
-def gpt2_state_dict(hf) -> dict[str, Any]:
-    """Hugging Face GPT-2 weights under txdsl's names (as ``tests/parity/test_hf_gpt2.py``).
-
-    HF's ``Conv1D`` stores ``(in, out)``: transposed here; ``c_attn`` holds q, k
-    and v side by side.
-    """
-    t, sd = hf.transformer, {}
-    D = t.wte.weight.shape[1]
-    sd["embedding.tokens.weight"] = t.wte.weight
-    sd["embedding.position.embed.weight"] = t.wpe.weight
-    for i, block in enumerate(t.h):
-        p = f"decoder.layers.{i}."
-        sd[p + "attention_norm.weight"], sd[p + "attention_norm.bias"] = block.ln_1.weight, block.ln_1.bias
-        sd[p + "ffn_norm.weight"], sd[p + "ffn_norm.bias"] = block.ln_2.weight, block.ln_2.bias
-        w, b = block.attn.c_attn.weight, block.attn.c_attn.bias  # (D, 3D), (3D,)
-        for j, name in enumerate(("q_proj", "k_proj", "v_proj")):
-            sd[p + f"attention.{name}.weight"] = w[:, j * D:(j + 1) * D].T
-            sd[p + f"attention.{name}.bias"] = b[j * D:(j + 1) * D]
-        sd[p + "attention.out_proj.weight"] = block.attn.c_proj.weight.T
-        sd[p + "attention.out_proj.bias"] = block.attn.c_proj.bias
-        sd[p + "ffn.up.weight"], sd[p + "ffn.up.bias"] = block.mlp.c_fc.weight.T, block.mlp.c_fc.bias
-        sd[p + "ffn.down.weight"] = block.mlp.c_proj.weight.T
-        sd[p + "ffn.down.bias"] = block.mlp.c_proj.bias
-    sd["decoder.final_norm.weight"], sd["decoder.final_norm.bias"] = t.ln_f.weight, t.ln_f.bias
-    sd["heads.lm.weight"] = t.wte.weight  # tied: the same tensor as the token embedding
-    return {k: v.detach().clone().contiguous() for k, v in sd.items()}
-
-
 def copy_hf_to_txdsl(hf, module) -> None:
-    """Load HF's weights into a built txdsl GPT-2 (strict), keeping the LM head tied."""
-    module.load_state_dict(gpt2_state_dict(hf), strict=True)
+    """Load HF's weights into a built txdsl GPT-2 (strict; ``txdsl.interop``'s mapping),
+    keeping the LM head tied."""
+    from txdsl.interop import load_hf_weights
+
+    load_hf_weights(module, hf)
     assert module.embedding.tokens.weight is module.heads.lm.weight, "LM head no longer tied"
 
 

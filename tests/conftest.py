@@ -35,3 +35,26 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class PlannedPlugin:
+    """A plugin that declares an attention kind without building it (``planned``): what
+    a spec naming a not-yet-implemented kind meets."""
+
+    from txdsl.hookspecs import hookimpl as _hookimpl
+
+    @staticmethod
+    @_hookimpl
+    def register_attention(register):
+        from txdsl_attention import FullArgs
+
+        register(name="planned", args=FullArgs)
+
+
+@pytest.fixture(scope="session")
+def planned_registry():
+    """The built-in plugins plus :class:`PlannedPlugin` (plugin name ``planned``)."""
+    from txdsl.plugins import load_registry
+
+    modules = {name: importlib.import_module(mod) for name, mod in BUILTIN_COMPONENTS.items()}
+    return load_registry({**modules, "planned": PlannedPlugin})

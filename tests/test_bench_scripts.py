@@ -36,3 +36,32 @@ def test_gpt2_forward_check_only():
 def test_gpt2_generate_check_only():
     out = _check("gpt2_generate.py")
     assert "identical tokens" in out
+
+
+def test_decode_scaling_check_only():
+    """Builds full / linear / performer decoders and decodes after a tiny prefill (no timing)."""
+    out = _check("decode_scaling.py")
+    assert "| linear | 64 |" in out and "| performer | 64 |" in out and "| full | 64 |" in out
+
+def test_attention_scaling_quick(tmp_path):
+    """``bench/attention_scaling.py --quick`` (two short lengths, tiny model) runs end to end:
+    a row per registered entry, exponents fitted, unregistered kinds skipped with a note.
+    Its numbers mean nothing (a smoke run); the real run is the lead's, on a quiet machine."""
+    stem = tmp_path / "scaling"
+    res = subprocess.run(
+        [sys.executable, str(BENCH / "attention_scaling.py"), "--quick", "--threads", "1",
+         "--reps", "1", "--only", "full (causal)", "lsh", "--name", str(stem)],
+        capture_output=True, text=True, timeout=300, cwd=BENCH.parent)
+    assert res.returncode == 0, f"attention_scaling.py --quick failed:\n{res.stdout}\n{res.stderr}"
+    import json
+
+    data = json.loads(stem.with_suffix(".json").read_text())
+    names = [v["name"] for v in data["variants"]]
+    assert names == ["full (causal)", "lsh 2x64 (causal)"]
+    for v in data["variants"]:
+        for mode in ("forward", "train"):
+            assert all("error" not in r for r in v[mode].values()), v[mode]
+            assert v[f"{mode}_time_exponent"] is not None
+    assert data["machine"]["gemm_gflops"] > 0 and data["machine"]["copy_gbps"] > 0
+    table = stem.with_suffix(".md").read_text()
+    assert "| lsh 2x64 (causal) |" in table and "x)" in table  # a ratio against full

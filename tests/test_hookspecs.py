@@ -23,4 +23,12 @@ def test_every_hook_has_a_docstring_and_takes_register():
 
 
 def test_every_component_hook_has_a_family():
-    assert set(HOOKS) - {"register_backends"} == set(HOOK_FAMILIES)
+    assert set(HOOKS) - {"register_backends", "register_hf_mappings"} == set(HOOK_FAMILIES)
+
+
+def test_hf_mapping_hook_feeds_the_interop_registry():
+    from txdsl.interop.registry import load_families
+
+    families = load_families()
+    assert {"gpt2", "bert", "llama"} <= set(families)
+    assert all(f.model_type == name for name, f in families.items())

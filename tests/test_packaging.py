@@ -25,6 +25,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_contents(wheel: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "txdsl/grammars/tx.lark" in names
+    assert "txdsl/zoo/llama.tx" in names and "txdsl_hf/__init__.py" in names  # import "zoo:"
     for pkg in ("txdsl", "txdsl_attention", "txdsl_norms", "txdsl_positions", "txdsl_ffn",
                 "txdsl_heads", "txdsl_embeddings", "txdsl_backends"):
         assert f"{pkg}/__init__.py" in names, pkg

@@ -117,10 +117,8 @@ def test_xlnet_count_against_hugging_face():
 
     cfg = T.XLNetConfig(d_model=768, n_layer=12, n_head=12, d_inner=3072)
     hf = hf_count(lambda: T.XLNetLMHeadModel(cfg))
-    # XLNet's query-stream mask embedding (d_model values, used only by
-    # permutation-LM pre-training) is not modelled yet: it comes with the
-    # two-stream attention implementation.
-    assert count("xlnet.tx", "xlnet") == hf - 768
+    # mask_emb (the query stream's start) is the relative_xl position's (query_stream: true)
+    assert count("xlnet.tx", "xlnet") == hf
 
 
 def test_vanilla_transformer_count_against_torch():

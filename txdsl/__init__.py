@@ -6,6 +6,7 @@ The pipeline, one module per arrow::
            -> select -> construct -> backend -> artifact
 
 Public API: :func:`parse`, :func:`parse_file`, :func:`build`, :func:`load`,
+:func:`from_hf` and :func:`to_hf` (Hugging Face checkpoints in and out),
 and :class:`SpecError`, the one exception family for mistakes in a spec.
 """
 
@@ -23,11 +24,15 @@ def __getattr__(name: str):  # build/load pull in torch: import them lazily
         from .back.builder import build as value
     elif name == "load":
         from .back.load import load as value
+    elif name in ("from_hf", "to_hf"):
+        from . import interop
+
+        value = getattr(interop, name)
     else:
         raise AttributeError(f"module 'txdsl' has no attribute {name!r}")
     globals()[name] = value
     return value
 
 
-__all__ = ["ModelIR", "SpecError", "SpecErrors", "build", "load", "parse", "parse_all",
-           "parse_file", "__version__"]
+__all__ = ["ModelIR", "SpecError", "SpecErrors", "build", "from_hf", "load", "parse",
+           "parse_all", "parse_file", "to_hf", "__version__"]

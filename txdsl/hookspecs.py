@@ -118,3 +118,19 @@ def register_backends(register: Register) -> None:
     ``None``), ``lower(module, example_inputs, options)``, ``save(lowered,
     dir)`` and ``load(dir, module, options)``.
     """
+
+
+# ----------------------------------------------------------- checkpoint interop
+
+
+@hookspec
+def register_hf_mappings(register: Register) -> None:
+    """Register Hugging Face checkpoint mappings (``txdsl.from_hf`` / ``to_hf``).
+
+    Call ``register(family)`` with a :class:`txdsl.interop.HFFamily`: the HF
+    ``model_type`` and model classes it converts, the spec a config becomes
+    (``extends`` a zoo spec), the HF config a txdsl model becomes, and one list
+    of key rules (:mod:`txdsl.interop.mapping`: renames with layer placeholders,
+    transposes, fused splits) that converts weights in both directions. A
+    ``model_type`` two plugins register is refused for the second.
+    """

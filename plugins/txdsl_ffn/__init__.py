@@ -1,5 +1,5 @@
 """Built-in feed-forward blocks: mlp, the GLU family (glu, reglu, geglu,
-swiglu), and moe (declared, not yet built).
+swiglu), and moe (a mixture of experts).
 
 Built modules map ``(B, T, d_model)`` to ``(B, T, d_model)``.
 """
@@ -10,10 +10,11 @@ from txdsl.hookspecs import hookimpl
 
 from .glu import GatedFeedForward, GeGLUArgs, GLUArgs, ReGLUArgs, SwiGLUArgs
 from .mlp import FeedForward, MLPArgs
-from .moe import MoEArgs
+from .moe import MixtureOfExperts, MoEArgs
 
 __all__ = [
-    "FeedForward", "GLUArgs", "GatedFeedForward", "GeGLUArgs", "MLPArgs", "MoEArgs",
+    "FeedForward", "GLUArgs", "GatedFeedForward", "GeGLUArgs", "MLPArgs", "MixtureOfExperts",
+    "MoEArgs",
     "ReGLUArgs", "SwiGLUArgs",
 ]
 
@@ -25,4 +26,4 @@ def register_ffns(register):
     register(name="reglu", args=ReGLUArgs, build=GatedFeedForward.from_args)
     register(name="geglu", args=GeGLUArgs, build=GatedFeedForward.from_args)
     register(name="swiglu", args=SwiGLUArgs, build=GatedFeedForward.from_args)
-    register(name="moe", args=MoEArgs)  # declared: specs can name and count it
+    register(name="moe", args=MoEArgs, build=MixtureOfExperts.from_args)

@@ -1,4 +1,4 @@
-"""Built-in output heads: lm, mlm, pooler, classifier, token_classifier, rtd.
+"""Built-in output heads: lm, mlm, pooler, classifier, token_classifier, rtd, pooled_classifier.
 
 Every head is called the same way, ``head(hidden, attention_mask=None)``
 with the final hidden states ``(B, T, d_model)``, and ignores the mask where
@@ -13,11 +13,13 @@ from .classifier import Classifier, ClassifierArgs, TokenClassifier, TokenClassi
 from .lm import LMHead, LMHeadArgs
 from .mlm import MLMHead, MLMHeadArgs
 from .pooler import Pooler, PoolerArgs
+from .pooled_classifier import PooledClassifier, PooledClassifierArgs
 from .rtd import RTDArgs, RTDHead
 
 __all__ = [
     "Classifier", "ClassifierArgs", "LMHead", "LMHeadArgs", "MLMHead", "MLMHeadArgs", "Pooler",
     "PoolerArgs", "RTDArgs", "RTDHead", "TokenClassifier", "TokenClassifierArgs",
+    "PooledClassifier", "PooledClassifierArgs",
 ]
 
 
@@ -29,3 +31,5 @@ def register_heads(register):
     register(name="classifier", args=ClassifierArgs, build=Classifier.from_args)
     register(name="token_classifier", args=TokenClassifierArgs, build=TokenClassifier.from_args)
     register(name="rtd", args=RTDArgs, build=RTDHead.from_args)
+    register(name="pooled_classifier", args=PooledClassifierArgs,
+             build=PooledClassifier.from_args)

@@ -5,7 +5,10 @@ Wolf 2017, "Using the Output Embedding to Improve Language Models",
 https://arxiv.org/abs/1608.05859; GPT-2, T5 v1.0): the head holds the very
 ``nn.Parameter`` of ``ctx.shared["token_embedding"]`` as its ``weight``, so
 both names in a ``state_dict`` are one tensor, and creates nothing new except
-the optional bias. That needs the embedding width E to equal d_model; a
+the optional bias. ``scale`` multiplies the hidden state before the
+projection: T5 v1.0 (Raffel et al. 2020, https://arxiv.org/abs/1910.10683;
+Mesh TensorFlow, and Hugging Face's ``scale_decoder_outputs``) rescales the
+decoder output by ``d_model ** -0.5`` before its tied head. That needs the embedding width E to equal d_model; a
 factorized embedding (ALBERT, ELECTRA) ties through an ``mlm`` head, whose
 transform projects d_model down to E first.
 """
@@ -48,6 +51,8 @@ class LMHeadArgs(HeadArgs):
     tied: bool = Field(default=True, description="reuse the token embedding's weight "
                        "(needs the embedding size to equal d_model)")
     bias: bool = Field(default=False, description="a learned bias per vocabulary entry")
+    scale: float = Field(default=1.0, description="multiplies the hidden state before the "
+                         "projection (T5 v1.0's tied head: d_model ** -0.5)")
 
     def check(self, dims: Dims) -> None:
         require_vocab(dims, "lm")
@@ -66,10 +71,12 @@ class LMHeadArgs(HeadArgs):
 
 
 class LMHead(nn.Module):
-    def __init__(self, *, weight: nn.Parameter, bias: nn.Parameter | None = None):
+    def __init__(self, *, weight: nn.Parameter, bias: nn.Parameter | None = None,
+                 scale: float = 1.0):
         super().__init__()
         self.weight = weight  # (vocab, d_model); may be the token embedding's own Parameter
         self.bias = bias  # (vocab,) or None
+        self.scale = scale
 
     @classmethod
     def from_args(cls, args: LMHeadArgs, ctx: BuildContext) -> "LMHead":
@@ -77,7 +84,9 @@ class LMHead(nn.Module):
         vocab, d = ctx.dims.vocab, ctx.dims.d_model
         weight = tied_weight(ctx, "lm") if args.tied else nn.Linear(d, vocab, bias=False).weight
         bias = nn.Parameter(torch.zeros(vocab)) if args.bias else None
-        return cls(weight=weight, bias=bias)
+        return cls(weight=weight, bias=bias, scale=args.scale)
 
     def forward(self, hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        if self.scale != 1.0:
+            hidden = hidden * self.scale
         return F.linear(hidden, self.weight, self.bias)  # (B, T, d) -> (B, T, vocab)

@@ -16,15 +16,18 @@ from __future__ import annotations
 from txdsl.hookspecs import hookimpl
 
 from .alibi import AlibiArgs, AlibiPositions, alibi_slopes
-from .declared import CopeArgs, DisentangledPositionArgs, RelativeXLPositionArgs, ShawArgs
+from .declared import CopeArgs, ShawArgs
+from .disentangled import DisentangledPositionArgs, DisentangledPositions, log_bucket_position
 from .learned import LearnedArgs, LearnedPositions
+from .relative_xl import RelativeXLPositionArgs, RelativeXLPositions
 from .rope import RopeArgs, RotaryPositions
 from .sinusoidal import SinusoidalArgs, SinusoidalPositions
 from .t5_bias import T5BiasArgs, T5RelativeBias, relative_position_bucket
 
 __all__ = [
-    "AlibiArgs", "AlibiPositions", "CopeArgs", "DisentangledPositionArgs", "LearnedArgs",
-    "LearnedPositions", "RelativeXLPositionArgs", "RopeArgs", "RotaryPositions", "ShawArgs",
+    "AlibiArgs", "AlibiPositions", "CopeArgs", "DisentangledPositionArgs",
+    "DisentangledPositions", "log_bucket_position", "LearnedArgs",
+    "LearnedPositions", "RelativeXLPositionArgs", "RelativeXLPositions", "RopeArgs", "RotaryPositions", "ShawArgs",
     "SinusoidalArgs", "SinusoidalPositions", "T5BiasArgs", "T5RelativeBias", "alibi_slopes",
     "relative_position_bucket",
 ]
@@ -37,7 +40,9 @@ def register_positions(register):
     register(name="rope", args=RopeArgs, build=RotaryPositions.from_args)
     register(name="alibi", args=AlibiArgs, build=AlibiPositions.from_args)
     register(name="t5_bias", args=T5BiasArgs, build=T5RelativeBias.from_args)
-    register(name="relative_xl", args=RelativeXLPositionArgs)
-    register(name="disentangled", args=DisentangledPositionArgs)
+    register(name="relative_xl", args=RelativeXLPositionArgs,
+             build=RelativeXLPositions.from_args)
+    register(name="disentangled", args=DisentangledPositionArgs,
+             build=DisentangledPositions.from_args)
     register(name="shaw", args=ShawArgs)
     register(name="cope", args=CopeArgs)

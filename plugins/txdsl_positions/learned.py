@@ -7,8 +7,9 @@ added to the token embeddings.
 positions start at ``padding_idx + 1`` and padding tokens get position
 ``padding_idx`` (whose row is zero and untrained). The module exposes
 ``offset`` (``padding_idx + 1``, or 0) and :meth:`LearnedPositions.position_ids`,
-which the runtime calls to turn the attention mask into position ids exactly
-as Hugging Face's ``create_position_ids_from_input_ids`` does.
+which the runtime calls to turn the token ids (else the attention mask) into
+position ids exactly as Hugging Face's ``create_position_ids_from_input_ids``
+does: a token is padding when its id is ``padding_idx``, whatever the mask.
 """
 
 from __future__ import annotations
@@ -61,20 +62,24 @@ class LearnedPositions(nn.Module):
         embed = nn.Embedding(args.max_len, ctx.dims.width, padding_idx=args.padding_idx)
         return cls(embed=embed, padding_idx=args.padding_idx)
 
-    def position_ids(self, attention_mask: Tensor | None, T: int, past: int = 0) -> Tensor:
+    def position_ids(self, attention_mask: Tensor | None, T: int, past: int = 0,
+                     input_ids: Tensor | None = None) -> Tensor:
         """Position ids ``(B|1, T)`` for ``T`` new tokens after ``past`` cached ones.
 
         Without ``padding_idx``: ``past .. past+T-1`` (``(1, T)``; the mask is
-        not used). With it (RoBERTa): ``attention_mask`` ``(B, T)`` (or
-        ``(B, past+T)``, of which the last ``T`` columns are used; 1 = real
-        token) gives ``padding_idx + past + (count of real tokens so far)`` for
-        real tokens and ``padding_idx`` for padding, as HF's
+        not used). With it (RoBERTa), a token is real where ``input_ids`` ``(B,
+        T)`` differs from ``padding_idx`` (Hugging Face's rule, so a padded batch
+        passed without a mask gets the same positions), or, without ids, where
+        ``attention_mask`` ``(B, T)`` (or ``(B, past+T)``: its last ``T``
+        columns) is 1; real tokens get ``padding_idx + past + (count of real
+        tokens so far)`` and padding ``padding_idx``, as HF's
         ``create_position_ids_from_input_ids(input_ids, padding_idx, past)``.
         """
         device = self.embed.weight.device
-        if self.padding_idx is None or attention_mask is None:
+        if self.padding_idx is None or (attention_mask is None and input_ids is None):
             return (torch.arange(T, device=device) + past + self.offset)[None]  # (1, T)
-        real = attention_mask[:, -T:].to(device=device, dtype=torch.long)  # (B, T)
+        real = (input_ids.ne(self.padding_idx) if input_ids is not None
+                else attention_mask[:, -T:]).to(device=device, dtype=torch.long)  # (B, T)
         return (torch.cumsum(real, dim=1) + past) * real + self.padding_idx  # (B, T)
 
     def forward(self, position_ids: Tensor) -> Tensor:  # (B, T) -> (B, T, width)

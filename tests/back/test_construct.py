@@ -169,10 +169,11 @@ def test_dtype_and_init(registry):
     assert not model.training  # built for inference; .train() to train
 
 
-def test_declared_kind_without_implementation(registry):
-    ir = decoder_only(attention=comp("attention", "disentangled", heads=4))
-    with pytest.raises(SpecError, match="attention 'disentangled' has no implementation yet "
-                                        r"\(declared by plugin 'attention'\)"):
+def test_declared_kind_without_implementation(planned_registry):
+    registry = planned_registry
+    ir = decoder_only(attention=comp("attention", "planned", heads=4))
+    with pytest.raises(SpecError, match="attention 'planned' has no implementation yet "
+                                        r"\(declared by plugin 'planned'\)"):
         construct(ir, registry=registry)
 
 

@@ -90,10 +90,11 @@ def test_no_implementation_for_the_target(fake_registry):
     assert plan.impl_for("norm", "cuda_rms") == "fused"
 
 
-def test_declared_and_unknown_kinds(registry):
-    with pytest.raises(SpecError, match=r"attention 'disentangled' has no implementation yet "
-                                        r"\(declared by plugin 'attention'\)"):
-        select(decoder_only(attention=comp("attention", "disentangled", heads=4)),
+def test_declared_and_unknown_kinds(planned_registry):
+    registry = planned_registry
+    with pytest.raises(SpecError, match=r"attention 'planned' has no implementation yet "
+                                        r"\(declared by plugin 'planned'\)"):
+        select(decoder_only(attention=comp("attention", "planned", heads=4)),
                registry=registry)
     with pytest.raises(SpecError, match="unknown norm 'layernrom'") as err:
         select(decoder_only(norm=comp("norm", "layernrom")), registry=registry)

@@ -47,3 +47,28 @@ def copy_(dst: torch.Tensor, src: torch.Tensor) -> None:
 
 def assert_close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float = 0.0) -> None:
     torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
+
+
+@torch.no_grad()
+def scale_up(model: torch.nn.Module, *, std: float = 0.1,
+             norm_names: tuple[str, ...] = ("LayerNorm", "layer_norm")) -> torch.nn.Module:
+    """Random weights larger than a fresh init, so that a mistake shows in the outputs:
+    norm weights ``1 + 0.1 N(0, 1)``, norm biases and every other tensor ``N(0, std)``."""
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if any(n in name for n in norm_names) and name.endswith("weight"):
+            p.copy_(1.0 + 0.1 * torch.randn_like(p))
+        else:
+            p.normal_(0.0, std)
+    return model
+
+
+def spec_ir(spec: str, text: str) -> ModelIR:
+    """:func:`parse_spec` for families with no hand-built IR: skipped under
+    ``TXDSL_PARITY_HAND_IR=1`` (their spec is the only source of the IR)."""
+    import pytest
+
+    ir = parse_spec(spec, text)
+    if ir is None:
+        pytest.skip(f"no hand-built IR for {spec}: the spec is the only source")
+    return ir

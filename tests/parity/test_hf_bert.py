@@ -8,6 +8,7 @@ import torch
 
 from parity_helpers import assert_close, check_spec_parses, comp, parse_spec
 from txdsl.back.construct import construct
+from txdsl.interop import load_hf_weights
 from txdsl.ir import EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
 
 transformers = pytest.importorskip("transformers")
@@ -57,45 +58,11 @@ def hf_bert() -> "transformers.BertForMaskedLM":
     return model.eval()
 
 
-def bert_state_dict(hf) -> dict[str, torch.Tensor]:
-    b, sd = hf.bert, {}
-    e = b.embeddings
-    sd["embedding.tokens.weight"] = e.word_embeddings.weight
-    sd["embedding.position.embed.weight"] = e.position_embeddings.weight
-    sd["embedding.token_types.weight"] = e.token_type_embeddings.weight
-    sd["embedding.norm.weight"], sd["embedding.norm.bias"] = e.LayerNorm.weight, e.LayerNorm.bias
-    for i, layer in enumerate(b.encoder.layer):
-        p = f"encoder.layers.{i}."
-        att = layer.attention
-        for ours, theirs in (("q_proj", att.self.query), ("k_proj", att.self.key),
-                             ("v_proj", att.self.value), ("out_proj", att.output.dense)):
-            sd[p + f"attention.{ours}.weight"] = theirs.weight
-            sd[p + f"attention.{ours}.bias"] = theirs.bias
-        sd[p + "attention_norm.weight"] = att.output.LayerNorm.weight
-        sd[p + "attention_norm.bias"] = att.output.LayerNorm.bias
-        sd[p + "ffn.up.weight"], sd[p + "ffn.up.bias"] = (layer.intermediate.dense.weight,
-                                                          layer.intermediate.dense.bias)
-        sd[p + "ffn.down.weight"], sd[p + "ffn.down.bias"] = (layer.output.dense.weight,
-                                                              layer.output.dense.bias)
-        sd[p + "ffn_norm.weight"] = layer.output.LayerNorm.weight
-        sd[p + "ffn_norm.bias"] = layer.output.LayerNorm.bias
-    pred = hf.cls.predictions
-    sd["heads.mlm.transform.weight"] = pred.transform.dense.weight
-    sd["heads.mlm.transform.bias"] = pred.transform.dense.bias
-    sd["heads.mlm.norm.weight"] = pred.transform.LayerNorm.weight
-    sd["heads.mlm.norm.bias"] = pred.transform.LayerNorm.bias
-    sd["heads.mlm.decoder.weight"] = e.word_embeddings.weight  # tied
-    sd["heads.mlm.bias"] = pred.bias
-    return {k: v.detach().clone() for k, v in sd.items()}
-
-
 @pytest.fixture(scope="module", params=["reference", "sdpa"])
 def pair(request, registry):
     hf = hf_bert()
     ours = construct(bert_ir(), registry=registry, force={"attention": request.param})
-    missing, unexpected = ours.load_state_dict(bert_state_dict(hf), strict=False)
-    # BertForMaskedLM has no pooler; the spec's BERT may have one
-    assert not unexpected and all(k.startswith("heads.pooler.") for k in missing), missing
+    load_hf_weights(ours, hf)  # txdsl.interop's BERT mapping, strictly
     assert ours.embedding.tokens.weight is ours.heads.mlm.decoder.weight
     return hf, ours.eval()
 

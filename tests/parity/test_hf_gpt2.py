@@ -8,6 +8,7 @@ import torch
 
 from parity_helpers import assert_close, check_spec_parses, comp, parse_spec
 from txdsl.back.construct import construct
+from txdsl.interop import load_hf_weights
 from txdsl.ir import EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
 
 transformers = pytest.importorskip("transformers")
@@ -58,35 +59,11 @@ def hf_gpt2() -> "transformers.GPT2LMHeadModel":
     return model.eval()
 
 
-def gpt2_state_dict(hf) -> dict[str, torch.Tensor]:
-    """HF GPT-2 weights under txdsl's names. Conv1D stores (in, out): transpose;
-    ``c_attn`` holds q, k and v side by side."""
-    t, sd = hf.transformer, {}
-    sd["embedding.tokens.weight"] = t.wte.weight
-    sd["embedding.position.embed.weight"] = t.wpe.weight
-    for i, block in enumerate(t.h):
-        p = f"decoder.layers.{i}."
-        sd[p + "attention_norm.weight"], sd[p + "attention_norm.bias"] = block.ln_1.weight, block.ln_1.bias
-        sd[p + "ffn_norm.weight"], sd[p + "ffn_norm.bias"] = block.ln_2.weight, block.ln_2.bias
-        w, b = block.attn.c_attn.weight, block.attn.c_attn.bias  # (D, 3D), (3D,)
-        for j, name in enumerate(("q_proj", "k_proj", "v_proj")):
-            sd[p + f"attention.{name}.weight"] = w[:, j * D:(j + 1) * D].T
-            sd[p + f"attention.{name}.bias"] = b[j * D:(j + 1) * D]
-        sd[p + "attention.out_proj.weight"] = block.attn.c_proj.weight.T
-        sd[p + "attention.out_proj.bias"] = block.attn.c_proj.bias
-        sd[p + "ffn.up.weight"], sd[p + "ffn.up.bias"] = block.mlp.c_fc.weight.T, block.mlp.c_fc.bias
-        sd[p + "ffn.down.weight"] = block.mlp.c_proj.weight.T
-        sd[p + "ffn.down.bias"] = block.mlp.c_proj.bias
-    sd["decoder.final_norm.weight"], sd["decoder.final_norm.bias"] = t.ln_f.weight, t.ln_f.bias
-    sd["heads.lm.weight"] = t.wte.weight  # tied: the same tensor as the token embedding
-    return {k: v.detach().clone() for k, v in sd.items()}
-
-
 @pytest.fixture(scope="module", params=["reference", "sdpa"])
 def pair(request, registry):
     hf = hf_gpt2()
     ours = construct(gpt2_ir(), registry=registry, force={"attention": request.param})
-    ours.load_state_dict(gpt2_state_dict(hf), strict=True)
+    load_hf_weights(ours, hf)  # txdsl.interop's GPT-2 mapping, strictly
     assert ours.embedding.tokens.weight is ours.heads.lm.weight  # still tied after loading
     return hf, ours.eval()
 

@@ -62,12 +62,15 @@ def test_factorized_embedding_projects_after_norm(registry):
 
 
 def test_roberta_positions_skip_padding(registry):
-    """padding_idx 1: real tokens count from 2, padding sits at 1 (HF create_position_ids)."""
+    """padding_idx 1: real tokens count from 2, padding sits at 1 (HF create_position_ids:
+    padding is where the token id is padding_idx)."""
     emb = EmbeddingIR(tokens=30, size=16,
                       position=comp("position", "learned", max_len=24, padding_idx=1))
     m = encoder_model(emb, registry=registry).embedding
     x = torch.randint(2, 30, (2, 5))
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    x[1, 3:] = 1  # the padding tokens
+    torch.testing.assert_close(m(x), m(x, attention_mask=mask))  # the mask isn't needed
     ids = torch.tensor([[2, 3, 4, 5, 6], [2, 3, 4, 1, 1]])
     torch.testing.assert_close(m(x, attention_mask=mask), m.tokens(x) + m.position.embed(ids))
     # explicit position ids win

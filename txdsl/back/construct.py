@@ -29,6 +29,7 @@ from ..errors import SpecError
 from ..ir import Component, LayerIR, ModelIR, StackIR
 from ..registry import Registry
 from ..runtime import Embedding, Layer, Stack, TxModel
+from ..runtime.deepnorm import deepnorm_constants, deepnorm_init
 from ..front.dims import base_dims, component_args as _args, iter_components, stack_dims  # noqa: F401
 from ..sdk import ArgError, BuildContext, Dims, Target
 from .backends import BuildError
@@ -113,15 +114,19 @@ class _Builder:
             norm=self.component(emb.norm, d) if emb.norm is not None else None,
             dropout=emb.dropout, scale=emb.scale)
 
-    def layer(self, layer: LayerIR, dims: Dims) -> Layer:
+    def layer(self, layer: LayerIR, dims: Dims, deepnorm: tuple[float, float] = (1.0, 1.0)
+              ) -> Layer:
         def build(comp: Component | None) -> nn.Module | None:
             return self.component(comp, dims) if comp is not None else None
 
         norm = layer.norm
-        return Layer(residual=layer.residual, attention=build(layer.attention),
-                     cross_attention=build(layer.cross_attention), ffn=build(layer.ffn),
-                     norm=(lambda: build(norm)) if norm is not None else None,
-                     dropout=layer.dropout)
+        module = Layer(residual=layer.residual, attention=build(layer.attention),
+                       cross_attention=build(layer.cross_attention), ffn=build(layer.ffn),
+                       norm=(lambda: build(norm)) if norm is not None else None,
+                       dropout=layer.dropout, alpha=deepnorm[0])
+        if layer.residual == "deepnorm":
+            module.deepnorm_beta = deepnorm[1]  # construct() initialises with it
+        return module
 
     def stack(self, stack: StackIR) -> Stack:
         position, acts = None, None
@@ -135,13 +140,15 @@ class _Builder:
             position = self.component(stack.position, dims)
         built: dict[int, Layer] = {}
         layers = []
+        deepnorm = deepnorm_constants(stack.role, *(len(s.layers) if s is not None else 0
+                                                    for s in (self.ir.encoder, self.ir.decoder)))
         for i, layer in enumerate(stack.layers):
             if layer.index != i:
                 raise SpecError(f"{stack.role} layer {i} has index {layer.index}", layer.span)
             if layer.shares is not None:
                 module = self._shared(stack, layer, built)
             else:
-                module = self.layer(layer, dims)
+                module = self.layer(layer, dims, deepnorm)
             built[i] = module
             layers.append(module)
         final = self.component(stack.final_norm, dims) if stack.final_norm else None
@@ -229,6 +236,10 @@ def construct(ir: ModelIR, plan: KernelPlan | None = None, *, registry: Registry
     builder.check_counts()
     if init_std is not None and torch.device(device).type != "meta":
         init_weights(model, init_std)
+    if torch.device(device).type != "meta":
+        for layer in model.modules():  # DeepNet's init is part of the architecture
+            if isinstance(layer, Layer) and layer.residual == "deepnorm":
+                deepnorm_init(layer, layer.deepnorm_beta)
     if dtype != torch.float32:
         model.to(dtype=dtype)
     return model.eval()

@@ -18,7 +18,8 @@ from importlib import import_module
 from .. import __version__
 from ..errors import SpecError
 
-COMMANDS = ["check", "show", "fmt", "schema", "build", "plugins", "describe", "verify"]
+COMMANDS = ["check", "show", "fmt", "schema", "build", "plugins", "describe", "verify",
+            "import_hf", "export_hf"]
 
 
 class UsageError(Exception):

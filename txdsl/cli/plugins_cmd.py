@@ -74,6 +74,19 @@ def _arguments(registry: Registry, registers: dict[str, dict[str, list[str]]]
             for family, kinds in registers.items() if family != "backend"}
 
 
+def _hf_mappings() -> dict[str, str]:
+    """Plugin name -> the Hugging Face model types it converts (``register_hf_mappings``)."""
+    try:
+        from ..interop.registry import families
+    except ImportError:  # pragma: no cover - torch missing
+        return {}
+    out: dict[str, list[str]] = defaultdict(list)
+    for model_type, family in sorted(families().items()):
+        out[getattr(family, "plugin", "?")].append(
+            f"{model_type} ({', '.join(sorted(family.architectures))})")
+    return {name: "; ".join(items) for name, items in out.items()}
+
+
 def run(args: argparse.Namespace) -> int:
     registry = get_registry()
     data = report(registry, with_args=args.args)
@@ -98,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
                         sig = ", ".join(a.signature_text()
                                         for a in arguments(registry.args(family, kind)))
                         print(f"    {kind}({sig})")
+        hf = _hf_mappings().get(p["name"])
+        if hf:
+            print(f"  hf: {hf}")
         if p["error"]:
             print(f"  error: {p['error']}")
     broken = sum(not p["ok"] for p in data["plugins"])

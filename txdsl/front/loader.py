@@ -6,6 +6,10 @@ relative to the importing file; a cycle is an error at the ``import`` that
 closes it. Only ``.tx`` files are imported (a symlink must point to one as
 well): an error never quotes the lines of a file that isn't a spec, such as
 ``import "/etc/passwd"``.
+
+``import "zoo:NAME.tx"`` imports a bundled spec (the repository's ``specs/``,
+shipped in the wheel as the package ``txdsl.zoo``) from any directory, so a
+variant of a known family is ``model mine extends llama { layers = 4 }``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,25 @@ from .lower import lower
 from .source import read_source
 
 MAX_IMPORT_DEPTH = 64  # a chain of imports longer than this is a mistake (and would recurse)
+ZOO_PREFIX = "zoo:"
+
+
+def zoo_dir() -> Path:
+    """The bundled specs: the installed ``txdsl.zoo``, else the source checkout's ``specs/``."""
+    try:
+        from importlib import resources
+
+        path = resources.files("txdsl.zoo")
+        if (path / "gpt2.tx").is_file():
+            return Path(str(path))
+    except (ImportError, TypeError, OSError):
+        pass
+    return Path(__file__).resolve().parents[2] / "specs"
+
+
+def zoo_names() -> list[str]:
+    """The bundled spec files (``import "zoo:<name>"``)."""
+    return sorted(p.name for p in zoo_dir().glob("*.tx"))
 
 
 @dataclass
@@ -69,7 +92,17 @@ class Loader:
 
     def _add_import(self, scope: FileScope, imp: s.Import, base_dir: Path,
                     stack: tuple[Path, ...]) -> None:
-        target = (base_dir / imp.path)
+        if imp.path.startswith(ZOO_PREFIX):
+            name = imp.path[len(ZOO_PREFIX):]
+            target = zoo_dir() / name
+            if "/" in name or "\\" in name or not target.is_file():
+                from ..errors import did_you_mean
+
+                raise SpecError(f"cannot import \"{imp.path}\": the zoo has no spec '{name}'",
+                                imp.span, did_you_mean(name, zoo_names(), "bundled specs")
+                                or f"bundled specs: {', '.join(zoo_names())}")
+        else:
+            target = (base_dir / imp.path)
         key = target.resolve()
         if key in stack:
             chain = " -> ".join(p.name for p in stack[stack.index(key):] + (key,))

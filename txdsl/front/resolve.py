@@ -22,7 +22,7 @@ from .source import source_from_text
 from .validate import validate
 from .values import as_bool, as_component_value, as_float, as_int, as_symbol, to_component
 
-RESIDUALS = ("pre", "post", "sandwich")
+RESIDUALS = ("pre", "post", "sandwich", "deepnorm")
 FIELD_HOME = {**{f: "the encoder/decoder block" for f in STACK_FIELDS},
               **{f: "the embedding block" for f in EMBEDDING_FIELDS}}
 

@@ -87,6 +87,7 @@ def _validate(ir: ModelIR, registry: Registry, sink: ErrorSink, structure: bool)
                 check(comp, dims)
             _attention_use(layer.attention, registry, sink, causal=stack.causal, cross=False)
             _attention_use(layer.cross_attention, registry, sink, causal=False, cross=True)
+        _residual_scores(stack, registry, sink)
         if structure:
             _cross_attention(ir, stack, sink)
     for head in ir.heads:
@@ -106,6 +107,34 @@ def _attention_use(comp: Component | None, registry: Registry, sink: ErrorSink, 
         sink.add(SpecError(f"attention '{comp.kind}' {err.message}", span, err.hint))
     except ValueError:  # its arguments are in error: reported by check()
         return
+
+
+def _residual_scores(stack: StackIR, registry: Registry, sink: ErrorSink) -> None:
+    """An attention adding the previous layer's scores (RealFormer) follows one that forms them."""
+    attentions = [(layer.attention if layer.shares is None else
+                   stack.layers[layer.shares].attention) for layer in stack.layers]
+    for i, (before, comp) in enumerate(zip(attentions, attentions[1:]), start=1):
+        if comp is None or not registry.has("attention", comp.kind):
+            continue
+        if not registry.args("attention", comp.kind).reads_scores:
+            continue
+        if before is not None and registry.has("attention", before.kind) and (
+                registry.args("attention", before.kind).forms_scores):
+            heads, prev = comp.args.get("heads"), before.args.get("heads")
+            if heads != prev:
+                sink.add(SpecError(f"attention '{comp.kind}' in layer {i} adds the previous "
+                                   f"layer's scores elementwise, but layer {i - 1} has heads "
+                                   f"({prev}) and this one heads ({heads})",
+                                   comp.arg_span("heads") or comp.span,
+                                   "give both layers the same heads"))
+            continue
+        what = f"attention '{before.kind}'" if before is not None else "no attention"
+        sink.add(SpecError(
+            f"attention '{comp.kind}' in layer {i} adds the previous layer's pre-softmax "
+            f"scores, but layer {i - 1} has {what}, which never forms them (its kernels, "
+            "e.g. SDPA or a linear attention, don't build the score matrix)", comp.span,
+            f"use a score-forming attention in layer {i - 1} (e.g. realformer), or start "
+            "the residual scores there"))
 
 
 def _acts(comp: Component, registry: Registry) -> str | None:
@@ -146,7 +175,9 @@ def _position_in_stack(stack: StackIR, registry: Registry, sink: ErrorSink) -> b
             sink.add(SpecError(
                 f"attention '{attn.kind}' (layer {layer.index}) can't use position "
                 f"'{pos.kind}', which {ACTS[acts]}", pos.span,
-                f"'{attn.kind}' accepts positions that act on: {can or 'nothing'}"))
+                f"'{attn.kind}' accepts positions that act on: {can or 'nothing'}"
+                + (f" ({note})" if (note := getattr(registry.args("attention", attn.kind),
+                                                     "position_note", "")) else "")))
             return False
     return True
 

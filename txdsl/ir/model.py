@@ -33,7 +33,7 @@ class LayerIR(Node):
     """One layer of a stack, explicit: every override already applied."""
 
     index: NonNegativeInt
-    residual: Literal["pre", "post", "sandwich"] = "pre"
+    residual: Literal["pre", "post", "sandwich", "deepnorm"] = "pre"  # deepnorm: Wang et al. 2022
     norm: Component | None  # the norm around each sublayer (None: no norm)
     attention: Component
     cross_attention: Component | None = None

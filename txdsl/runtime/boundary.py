@@ -39,9 +39,13 @@ from torch import Tensor
 ID_INPUTS = ("input_ids", "decoder_input_ids")
 INTEGER_INPUTS = ID_INPUTS + ("token_type_ids", "position_ids", "decoder_position_ids",
                               "document_ids", "cache_position")
-MASK_INPUTS = ("attention_mask", "decoder_attention_mask")
+INTEGER_INPUTS += ("task_ids",)  # (B,) each row's task (task-conditioned components)
+MASK_INPUTS = ("attention_mask", "decoder_attention_mask", "global_attention_mask")
 TENSOR_INPUTS = INTEGER_INPUTS + MASK_INPUTS + ("pixel_values", "features")
 ID_DTYPES = (torch.int64, torch.int32)
+
+
+SEGMENT_ATTENTION = ("two_stream",)  # attention kinds that read token_type_ids as segments
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class Limits:
     patches: int | None  # tokens an image becomes, before a [CLS] vector
     cls_token: bool
     encoder_decoder: bool
+    tasks: int | None = None  # task_ids 0 .. tasks-1: the largest `tasks` argument of a component
+    segments: bool = False  # token_type_ids are segment ids the attention reads (XLNet)
     features: int | None = None  # width N of continuous (B, T, N) float inputs, if taken
 
     @property
@@ -86,8 +92,19 @@ class Limits:
         return cls(vocab=emb.tokens, context=context if _is_int(context) and context > 0 else None,
                    position_rows=rows, token_types=emb.token_types, image=image,
                    patches=patches, cls_token=emb.cls_token,
-                   encoder_decoder=ir.is_encoder_decoder,
-                   features=getattr(emb, "features", None))
+                   encoder_decoder=ir.is_encoder_decoder, tasks=_tasks(ir),
+                   features=getattr(emb, "features", None),
+                   segments=any(layer.attention.kind in SEGMENT_ATTENTION
+                                for stack in (ir.encoder, ir.decoder) if stack is not None
+                                for layer in stack.layers))
+
+
+def _tasks(ir: Any) -> int | None:
+    """The tasks a model's task-conditioned components know (their ``tasks`` argument)."""
+    counts = [c.args.get("tasks") for stack in ir.stacks for layer in stack.layers
+              for c in (layer.attention, layer.cross_attention, layer.ffn) if c is not None]
+    counts = [n for n in counts if _is_int(n)]
+    return max(counts) if counts else None
 
 
 def _is_int(value: Any) -> bool:
@@ -171,13 +188,16 @@ def check_roles(limits: Limits, given: Mapping[str, Any]) -> None:
             if name in given:
                 raise ValueError(f"{name} is for encoder-decoder models; this model has one "
                                  "stack: pass input_ids, attention_mask, position_ids")
-    if "token_type_ids" in given and limits.token_types == 0:
+    if "token_type_ids" in given and limits.token_types == 0 and not limits.segments:
         raise ValueError("token_type_ids given, but the model has no token type embedding "
                          "(its spec sets no embedding token_types)")
     cache = given.get("past_key_values")
     if "document_ids" in given and cache is not None:
         raise ValueError("document_ids (packed sequences) can't be used with a cache "
                          "(past_key_values)")
+    if "task_ids" in given and limits.tasks is None:
+        raise ValueError("task_ids given, but no component of this model is conditioned on a "
+                         "task (e.g. attention task_adapter(tasks: ...))")
     if "cache_position" in given and cache is None:
         raise ValueError("cache_position given without past_key_values: it names cache slots")
     encoder_done = cache is not None and getattr(cache, "memory", None) is not None
@@ -266,13 +286,25 @@ def check_shapes(limits: Limits, given: Mapping[str, Any]) -> None:
     """Ranks, non-empty inputs, one batch size, per-token inputs as long as their ids."""
     source = limits.source
     _sequence(limits, given, source, "attention_mask", "position_ids",
-              ("token_type_ids", "document_ids"))
+              ("token_type_ids", "document_ids", "global_attention_mask"))
     _sequence(limits, given, "decoder_input_ids", "decoder_attention_mask",
               "decoder_position_ids")
+    _task_ids(limits, given)
     if source in given and "decoder_input_ids" in given:
         b, bd = given[source].shape[0], given["decoder_input_ids"].shape[0]
         if b != bd:
             raise ValueError(f"decoder_input_ids has {bd} rows, but {source} has {b}")
+
+
+def _task_ids(limits: Limits, given: Mapping[str, Any]) -> None:
+    """``task_ids`` ``(B,)``: one task per row of the model's input."""
+    if "task_ids" not in given:
+        return
+    _rank(given, "task_ids", 1, "(batch,): one task per row")
+    source = "input_ids" if limits.vocab is not None else "pixel_values"
+    if source in given and given["task_ids"].shape[0] != given[source].shape[0]:
+        raise ValueError(f"task_ids must be ({given[source].shape[0]},), one task per row of "
+                         f"{source}, got {tuple(given['task_ids'].shape)}")
 
 
 def check_cache(limits: Limits, given: Mapping[str, Any]) -> None:
@@ -319,9 +351,12 @@ def _conditions(limits: Limits, given: Mapping[str, Any],
     for name in ID_INPUTS:
         within(name, limits.vocab, lambda v, n=name: f"{n} contains {v}, but the vocabulary has "
                f"{limits.vocab} ids (0..{limits.vocab - 1})")
-    within("token_type_ids", limits.token_types,
+    within("token_type_ids", None if limits.segments else limits.token_types,
            lambda v: f"token_type_ids contains {v}, but the model has {limits.token_types} "
            f"token types (0..{limits.token_types - 1})")
+    within("task_ids", limits.tasks,
+           lambda v: f"task_ids contains {v}, but the model knows {limits.tasks} tasks "
+           f"(0..{(limits.tasks or 1) - 1})")
     rows = limits.position_rows
     for name in ("position_ids", "decoder_position_ids"):
         within(name, rows, lambda v, n=name: f"{n} contains {v}, but the position table has "

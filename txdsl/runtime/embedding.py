@@ -41,14 +41,17 @@ class Embedding(nn.Module):
         self.projection = nn.Linear(size, d_model) if size != d_model else None
 
     def position_ids(self, attention_mask: Tensor | None, T: int, past: int | Tensor,
-                     device: torch.device) -> Tensor:
+                     device: torch.device, input_ids: Tensor | None = None) -> Tensor:
         """Position ids ``(B|1, T)`` of this step's tokens, when the caller gave none.
 
         A position module may define them itself (RoBERTa's, offset by the
-        padding index, counts only real tokens); otherwise ``past .. past+T``.
+        padding index, counts only real tokens: those whose id isn't the padding
+        index, as Hugging Face); otherwise ``past .. past+T``.
         """
         own = getattr(self.position, "position_ids", None)
         if own is not None:
+            if getattr(self.position, "padding_idx", None) is not None:
+                return own(attention_mask, T, past, input_ids=input_ids)
             return own(attention_mask, T, past)
         return (torch.arange(T, device=device) + past)[None]  # (1, T)
 
@@ -77,7 +80,9 @@ class Embedding(nn.Module):
         T = x.shape[1]
         if self.position is not None:
             if position_ids is None:
-                position_ids = self.position_ids(attention_mask, T, past_length, x.device)
+                ids = input_ids if self.cls_token is None and pixel_values is None else None
+                position_ids = self.position_ids(attention_mask, T, past_length, x.device,
+                                                 input_ids=ids)
             x = x + self.position(position_ids)  # (B|1, T, E)
         if self.token_types is not None:
             if token_type_ids is None:

@@ -162,6 +162,19 @@ def generate(model: "TxModel", input_ids: Tensor, max_new_tokens: int, *,
 
     if model.decoder is None:
         raise ValueError("generate needs a decoder stack (this model is encoder-only)")
+    if any(getattr(layer.attention, "mem_len", 0) for layer in model.decoder.layers):
+        # Segment memory (Transformer-XL) instead of a KV cache: the prompt is the first
+        # segment, then each new token is one, reading the mems the previous one returned.
+        tokens, mems = input_ids, None
+        for step in range(max_new_tokens):
+            out = model(tokens if step == 0 else tokens[:, -1:],
+                        attention_mask=mask if step == 0 else None, mems=mems)
+            mems = out.mems
+            tok = done(next_token(out.logits[:, -1, :], **pick))
+            tokens = torch.cat([tokens, tok[:, None]], dim=1)
+            if eos_token_id is not None and bool(finished.all()):
+                break
+        return tokens
     # Positions count real tokens only (left padding), for every position scheme; a
     # module that derives its own ids from the mask (RoBERTa's padding offset) is left to.
     own_ids = getattr(model.embedding.position, "padding_idx", None) is not None

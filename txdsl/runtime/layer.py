@@ -5,6 +5,8 @@ Where the norm sits (``residual``), for each sublayer ``f``:
 - ``pre``:      x + drop(f(norm(x)))            (GPT-2, T5, ViT; Xiong et al. 2020)
 - ``post``:     norm(x + drop(f(x)))            (Vaswani et al. 2017, BERT)
 - ``sandwich``: x + drop(norm_out(f(norm(x))))  (Ding et al. 2021, CogView)
+- ``deepnorm``: norm(alpha * x + drop(f(x)))    (Wang et al. 2022, DeepNet; ``alpha``
+  from the depth, :mod:`txdsl.runtime.deepnorm`)
 
 Each sublayer has its own norm instances (``attention_norm``,
 ``cross_attention_norm``, ``ffn_norm``; sandwich adds ``*_norm_out``).
@@ -22,19 +24,21 @@ from torch import Tensor, nn
 
 from ..sdk.attention import AttentionMask, PositionContext, StackState
 
-Residual = Literal["pre", "post", "sandwich"]
+Residual = Literal["pre", "post", "sandwich", "deepnorm"]
 SUBLAYERS = ("attention", "cross_attention", "ffn")
 
 
 class Layer(nn.Module):
     def __init__(self, *, residual: Residual, attention: nn.Module,
                  cross_attention: nn.Module | None = None, ffn: nn.Module | None = None,
-                 norm: Callable[[], nn.Module] | None = None, dropout: float = 0.0):
-        """``norm``: a factory giving a fresh norm instance (``None``: no norms)."""
+                 norm: Callable[[], nn.Module] | None = None, dropout: float = 0.0,
+                 alpha: float = 1.0):
+        """``norm``: a factory giving a fresh norm instance (``None``: no norms);
+        ``alpha``: deepnorm's residual scale."""
         super().__init__()
-        if residual not in ("pre", "post", "sandwich"):
-            raise ValueError(f"residual must be pre, post or sandwich, not {residual!r}")
-        self.residual = residual
+        if residual not in ("pre", "post", "sandwich", "deepnorm"):
+            raise ValueError(f"residual must be pre, post, sandwich or deepnorm, not {residual!r}")
+        self.residual, self.alpha = residual, alpha
         subs = {"attention": attention, "cross_attention": cross_attention, "ffn": ffn}
         for name, sub in subs.items():  # registered in reading order: norm, sublayer, norm_out
             has_norm = sub is not None and norm is not None
@@ -52,6 +56,8 @@ class Layer(nn.Module):
             return x + self.dropout(f(norm(x)))
         if self.residual == "post":
             return norm(x + self.dropout(f(x)))
+        if self.residual == "deepnorm":
+            return norm(self.alpha * x + self.dropout(f(x)))
         return x + self.dropout(getattr(self, f"{name}_norm_out")(f(norm(x))))
 
     def forward(self, x: Tensor, *, mask: AttentionMask, position: PositionContext | None = None,

@@ -90,6 +90,11 @@ class TxModel(nn.Module):
                 output_hidden_states: bool = False,
                 decoder_position_ids: Tensor | None = None, document_ids: Tensor | None = None,
                 cache_position: Tensor | None = None,
+                task_ids: Tensor | None = None,
+                global_attention_mask: Tensor | None = None,
+                mems: tuple[Tensor, ...] | list[Tensor] | None = None,
+                perm_mask: Tensor | None = None,
+                target_mapping: Tensor | None = None,
                 features: Tensor | None = None) -> TxOutput:
         """Hugging Face's keywords; ``(B, T)`` ids and 0/1 masks, ``(B, C, H, W)`` pixels.
 
@@ -108,6 +113,18 @@ class TxModel(nn.Module):
           one a call with ``use_cache`` returned), written in place;
           ``cache_position`` ``(T,)``: the slots this step writes (default:
           after what the cache holds; pass it to compile a decode step once).
+        - ``task_ids`` ``(B,)``: each row's task, for task-conditioned components
+          (``task_adapter`` attention); they read it as ``StackState.inputs["task_ids"]``.
+        - ``global_attention_mask`` ``(B, T)``, 1 for global positions (Longformer's
+          input): sparse attention kinds read it (``StackState.inputs``).
+        - ``mems``: segment memory (Transformer-XL, XLNet): the ``mems`` a previous
+          call returned, one ``(B, M, d_model)`` per layer (batch first; Hugging
+          Face's XLNet holds them ``(M, B, d_model)``); the output's ``mems`` are
+          the next segment's (``mem_len`` positions, gradient stopped).
+        - ``perm_mask`` ``(B, T, T)``, ``target_mapping`` ``(B, P, T)`` (XLNet, as
+          in Hugging Face): 1 where query i may not see key j; the one-hot
+          positions of the P query-stream predictions (logits are then
+          ``(B, P, vocab)``). ``token_type_ids`` are XLNet's segment ids.
         - ``features`` ``(B, T, N)`` floats: continuous inputs, for a model whose
           embedding declares ``features = N`` (time series, sets).
         """
@@ -116,17 +133,26 @@ class TxModel(nn.Module):
             position_ids=position_ids, pixel_values=pixel_values,
             decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
             past_key_values=past_key_values, decoder_position_ids=decoder_position_ids,
-            document_ids=document_ids, cache_position=cache_position, features=features),
+            document_ids=document_ids, cache_position=cache_position,
+            task_ids=task_ids, global_attention_mask=global_attention_mask, features=features),
             dtype=self._dtype())
+        if mems is not None:
+            _check_mems(mems, input_ids, self.ir.d_model)
         cache = past_key_values
         if use_cache and cache is None:
             cache = ModelCache()
         if document_ids is not None and cache is not None:
             raise ValueError("document_ids (packed sequences) can't be used with a cache")
-        memory = enc_hidden = None
+        memory = enc_hidden = new_mems = None
         # Model inputs components read (StackState.inputs) and the auxiliary losses they add,
         # shared by the stacks; each stack gets its own StackState (scores don't cross stacks).
         component_inputs: dict[str, Tensor] = {}
+        for name, value in (("task_ids", task_ids),
+                            ("global_attention_mask", global_attention_mask),
+                            ("perm_mask", perm_mask), ("target_mapping", target_mapping),
+                            ("token_type_ids", token_type_ids)):
+            if value is not None:
+                component_inputs[name] = value
         aux_losses: dict[str, Tensor] = {}
 
         def state() -> StackState:
@@ -149,10 +175,13 @@ class TxModel(nn.Module):
                                         cache_position, output_hidden_states, state(),
                                         memory=memory, memory_mask=memory_mask)
         else:
+            main = state()
+            main.mems = tuple(mems) if mems is not None else None
             h, hidden, mask = self._run(self.main_stack, input_ids, attention_mask,
                                         token_type_ids, position_ids, pixel_values, document_ids,
-                                        cache, cache_position, output_hidden_states, state(),
+                                        cache, cache_position, output_hidden_states, main,
                                         features=features)
+            new_mems = tuple(main.new_mems) or None
 
         heads = {name: head(h, attention_mask=mask) for name, head in self.heads.items()}
         # One constructor call (no attribute writes after it): a compiled model with a graph
@@ -162,7 +191,7 @@ class TxModel(nn.Module):
                         past_key_values=cache if use_cache else None,
                         encoder_last_hidden_state=memory, encoder_hidden_states=enc_hidden,
                         aux_loss=sum(aux_losses.values()) if aux_losses else None,
-                        aux_losses=aux_losses)
+                        aux_losses=aux_losses, mems=new_mems)
 
     def _encode(self, input_ids, attention_mask, token_type_ids, position_ids, pixel_values,
                 document_ids, output_hidden_states, state, features=None):
@@ -217,6 +246,17 @@ class TxModel(nn.Module):
                         eos_token_id=eos_token_id, pad_token_id=pad_token_id,
                         decoder_start_token_id=decoder_start_token_id, generator=generator,
                         use_cache=use_cache, truncate=truncate)
+
+
+def _check_mems(mems: Any, input_ids: Tensor | None, d_model: int) -> None:
+    """``mems``: a tuple or list of ``(B, M, d_model)`` tensors, B the batch's rows."""
+    if not isinstance(mems, (tuple, list)) or not all(isinstance(m, Tensor) for m in mems):
+        raise TypeError("mems must be the tuple of tensors a previous call returned (out.mems)")
+    B = input_ids.shape[0] if input_ids is not None else None
+    for i, m in enumerate(mems):
+        if m.dim() != 3 or m.shape[-1] != d_model or (B is not None and m.shape[0] != B):
+            raise ValueError(f"mems[{i}] must be (batch {B}, memory, d_model {d_model}), "
+                             f"got {tuple(m.shape)}")
 
 
 def _with_cls(attention_mask: Tensor) -> Tensor:

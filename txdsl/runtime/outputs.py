@@ -30,7 +30,9 @@ class TxOutput:
       span's regulariser; see :meth:`StackState.add_loss
       <txdsl.sdk.attention.StackState.add_loss>`), summed over layers and stacks;
       ``aux_loss``: their sum (``None`` when there are none). Add it, scaled as
-      the paper says, to the training loss.
+      the paper says, to the training loss;
+    - ``mems``: the next segment's memory (Transformer-XL, XLNet), one
+      ``(B, mem_len, d_model)`` per layer that keeps one; pass it back as ``mems``.
     """
 
     logits: Tensor | None = None
@@ -42,6 +44,7 @@ class TxOutput:
     encoder_hidden_states: tuple[Tensor, ...] | None = None
     aux_loss: Tensor | None = None
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
+    mems: tuple[Tensor, ...] | None = None
 
 
 # A pytree node, so torch.export / AOTInductor can flatten and rebuild the output.

@@ -84,6 +84,9 @@ class Stack(nn.Module):
         position = (PositionContext.build(self.position, positions, k_positions, x.dtype)
                     if self.position is not None else None)
         state = state if state is not None else StackState()
+        open_streams = getattr(self.position, "open_streams", None)
+        if open_streams is not None:  # XLNet: the query stream's positions follow x's
+            x = open_streams(x, state)
 
         hidden: list[Tensor] = []
         for i, layer in enumerate(self.layers):
@@ -94,6 +97,8 @@ class Stack(nn.Module):
                       cross_cache=(cache.cross_attention[i]
                                    if cache is not None and cache.cross_attention is not None
                                    else None), state=state)
+        if state.query_stream:  # the query stream is the output (as HF's XLNet)
+            x = x[:, x.shape[1] - state.query_stream:]
         if self.final_norm is not None:
             x = self.final_norm(x)
         if output_hidden_states:

@@ -84,6 +84,11 @@ class AttentionArgs(ComponentArgs):
     # Arguments besides ``heads`` that the contract suite and ``txdsl verify`` build this
     # kind with (a kind with a required argument must give one), e.g. {"window": 4}.
     example: ClassVar[dict[str, Any]] = {}
+    # Residual attention scores (RealFormer): ``forms_scores`` kinds hand their pre-softmax
+    # scores to the next layer (``StackState.scores``); a ``reads_scores`` kind adds them, so
+    # validation refuses it after a layer whose attention doesn't form them (e.g. SDPA's).
+    forms_scores: ClassVar[bool] = False
+    reads_scores: ClassVar[bool] = False
 
     heads: PositiveInt
     kv_heads: PositiveInt | None = None

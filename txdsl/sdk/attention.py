@@ -70,13 +70,30 @@ class StackState:
     - ``aux_losses``: auxiliary losses components add during the forward
       (:meth:`add_loss`: a load-balancing loss, a ponder cost, a span
       regulariser); the model returns them as ``TxOutput.aux_losses`` and
-      their sum as ``TxOutput.aux_loss``.
+      their sum as ``TxOutput.aux_loss``;
+    - ``mems``: segment memory (Transformer-XL, XLNet), the previous segment's
+      hidden states, one ``(B, M, d_model)`` per layer that keeps memory, in
+      layer order (the model's ``mems`` input); ``new_mems``: each such layer
+      appends its own (its input after its memory, the last ``mem_len``
+      positions, gradient stopped), returned as ``TxOutput.mems``. A layer's
+      memory is ``mems[len(new_mems)]`` when it runs;
+    - ``query_stream``: the number of trailing positions of the layers' input
+      that are a second stream (XLNet's query stream, appended by the stack's
+      position scheme for ``target_mapping``); 0: none. The stack returns them.
     """
 
     scores: Tensor | None = None
     shared: dict[str, Tensor] = field(default_factory=dict)
     inputs: dict[str, Tensor] = field(default_factory=dict)
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
+    mems: tuple[Tensor, ...] | None = None
+    new_mems: list[Tensor] = field(default_factory=list)
+    query_stream: int = 0
+
+    def next_memory(self) -> Tensor | None:
+        """The segment memory of the layer about to append to ``new_mems`` (or ``None``)."""
+        i = len(self.new_mems)
+        return self.mems[i] if self.mems is not None and i < len(self.mems) else None
 
     def add_loss(self, name: str, value: Tensor) -> None:
         """Add ``value`` (a scalar tensor) to the auxiliary loss ``name`` (summed over layers)."""

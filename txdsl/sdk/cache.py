@@ -9,6 +9,10 @@ step's key slots (``index_copy_``), never by concatenation.
 - :class:`StaticKV`: ``(B, H_kv, capacity, hd)`` key and value buffers for
   exact attention (``full``); slots not written yet are hidden by the mask
   (the stack's key padding starts all ``False``).
+- :class:`RingKV`: a bounded state for a sliding window: ``sinks`` slots for
+  leading global positions that every query sees, a ring of ``window``
+  slots for the most recent keys (slot ``s`` lives at ``sinks + s % window``)
+  and one scratch slot; memory independent of the generated length.
 - :class:`CrossKV`: cross-attention's keys and values of the encoder output,
   computed at the first step and reused.
 
@@ -94,3 +98,48 @@ class CrossKV:
 
     def nbytes(self) -> int:
         return 0 if self.k is None else self.k.nbytes + self.v.nbytes  # type: ignore[union-attr]
+
+
+class RingKV:
+    """Keys and values of the last ``window`` slots and of the first ``sinks`` slots.
+
+    ``update`` returns the keys held *before* this step followed by this step's
+    keys (``(B, H_kv, sinks + window + 1 + T, hd)``) and their slots
+    (``(sinks + window + 1 + T,)``, ``-1`` for an empty place), so a chunk longer
+    than the window still sees its own keys; then it stores the step's sink
+    slots and its last ``window`` slots in place. Shapes never change.
+    """
+
+    def __init__(self, batch: int, kv_heads: int, window: int, head_dim: int, *, sinks: int = 0,
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+        self.window, self.sinks = window, sinks
+        n = sinks + window + 1  # the last place is scratch for writes nobody keeps
+        self.k = torch.zeros(batch, kv_heads, n, head_dim, device=device, dtype=dtype)
+        self.v = torch.zeros(batch, kv_heads, n, head_dim, device=device, dtype=dtype)
+        self.slots = torch.full((n,), -1, dtype=torch.long, device=device)
+
+    def update(self, k: Tensor, v: Tensor, slots: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Store ``(B, H_kv, T, hd)`` keys/values of ``slots`` ``(T,)`` (increasing); return
+        the keys/values to attend over and their slots."""
+        T, scratch = k.shape[2], self.k.shape[2] - 1
+        keys = torch.cat([self.k, k.to(self.k.dtype)], dim=2)
+        values = torch.cat([self.v, v.to(self.v.dtype)], dim=2)
+        key_slots = torch.cat([self.slots, slots])
+        recent = torch.arange(T, device=slots.device) >= T - self.window  # the ring keeps these
+        ring = self.sinks + (slots - self.sinks) % max(self.window, 1)
+        place = torch.where(slots < self.sinks, slots,
+                            torch.where(recent, ring, torch.full_like(slots, scratch)))
+        self.k.index_copy_(2, place, k.to(self.k.dtype))
+        self.v.index_copy_(2, place, v.to(self.v.dtype))
+        self.slots.index_copy_(0, place, slots)
+        self.slots[scratch] = -1
+        return keys, values, key_slots
+
+    def reorder(self, index: Tensor) -> None:
+        self.k, self.v = self.k[index], self.v[index]
+
+    def grow(self, capacity: int) -> None:
+        pass  # bounded: the ring never grows
+
+    def nbytes(self) -> int:
+        return self.k.nbytes + self.v.nbytes

@@ -13,13 +13,16 @@ the result:
   :meth:`PositionContext.rotate` to this step's queries and keys (cached
   keys were rotated when they were written);
 - ``bias``: the ``(B|1, H, T, S)`` score bias, shared by the layers (T5
-  shares its bias across layers by construction).
+  shares its bias across layers by construction);
+- ``scores`` (``acts == "scores"``): whatever the module's ``scores(q_positions,
+  k_positions, dtype)`` returns for an attention that adds its own score terms
+  (DeBERTa's bucketed distances and relative embeddings).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -63,18 +66,21 @@ class PositionContext:
     k_positions: Tensor
     rotary: tuple[Tensor, Tensor] | None = None
     bias: Tensor | None = None
+    scores: Any = None  # acts == "scores": the module's own per-forward data
 
     @classmethod
     def build(cls, module: PositionModule | None, q_positions: Tensor, k_positions: Tensor,
               dtype: torch.dtype) -> "PositionContext":
         """Compute what ``module`` contributes, once, for these positions."""
-        rotary = bias = None
+        rotary = bias = scores = None
         if module is not None and module.acts == "qk":
             cos, sin = module.cos_sin(q_positions, dtype)  # type: ignore[attr-defined]
             rotary = (cos[:, None], sin[:, None])  # (B|1, 1, T, rot): broadcast over heads
         elif module is not None and module.acts == "bias":
             bias = module.bias(q_positions, k_positions)  # type: ignore[attr-defined]
-        return cls(q_positions, k_positions, rotary, bias)
+        elif module is not None and module.acts == "scores":
+            scores = module.scores(q_positions, k_positions, dtype)  # type: ignore[attr-defined]
+        return cls(q_positions, k_positions, rotary, bias, scores)
 
     def rotate(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
         """Apply the q/k transform (RoPE) to this step's ``(B, H, T, hd)`` queries and keys."""

@@ -1,0 +1,1 @@
+"""Improved multi-head attention (survey: head behaviour, restricted spans, aggregation)."""

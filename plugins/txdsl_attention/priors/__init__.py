@@ -1,0 +1,1 @@
+"""Attention with priors (survey: locality, lower modules, other sources, prior only)."""

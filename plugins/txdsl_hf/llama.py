@@ -1,0 +1,80 @@
+"""LLaMA (Touvron et al. 2023): ``LlamaForCausalLM`` <-> ``specs/llama.tx``.
+
+Separate q/k/v projections whose sizes follow the grouped-query head counts
+(``num_key_value_heads``); RoPE in HF's ``rotate_half`` layout, which is
+txdsl's ``rope`` (no permutation of q/k rows, unlike Meta's original files).
+"""
+
+from __future__ import annotations
+
+from txdsl.interop import HFFamily, Rename
+from txdsl.interop.family import first_layer, head_kinds, refuse
+
+L, H = "decoder.layers.{i}.", "model.layers.{i}."
+
+
+def rope_theta(c) -> float:
+    params = getattr(c, "rope_parameters", None) or {}
+    if params.get("rope_type", "default") != "default":
+        from txdsl.interop import MappingError
+
+        raise MappingError(f"LlamaConfig: rope scaling '{params['rope_type']}' has no txdsl "
+                           "equivalent yet (supported: default)")
+    return float(params.get("rope_theta", getattr(c, "rope_theta", 10000.0)))
+
+
+class LLaMA(HFFamily):
+    model_type = "llama"
+    zoo = "llama.tx"
+    architectures = {"LlamaForCausalLM": "llama"}
+    ignore = (r".*rotary_emb\.inv_freq",)
+    tie = ("lm_head.weight", "model.embed_tokens.weight")
+
+    def params(self, c, arch):
+        refuse(c, attention_bias=False, mlp_bias=False, hidden_act="silu", pretraining_tp=1)
+        kv = c.num_key_value_heads or c.num_attention_heads
+        return dict(vocab=c.vocab_size, d_model=c.hidden_size, heads=c.num_attention_heads,
+                    kv_heads=kv, layers=c.num_hidden_layers, d_ff=c.intermediate_size,
+                    context=c.max_position_embeddings, eps=c.rms_norm_eps, theta=rope_theta(c))
+
+    def body(self, c, arch, tied):
+        lines = []
+        if c.head_dim and c.head_dim != c.hidden_size // c.num_attention_heads:
+            lines.append(f"decoder {{ attention.head_dim = {c.head_dim} }}")
+        return lines + (["head = lm(tied: true)"] if tied else [])
+
+    def rules(self, c, arch, tied):
+        rules = [Rename("embedding.tokens.weight", "model.embed_tokens.weight"),
+                 Rename("decoder.final_norm.weight", "model.norm.weight")]
+        for x in "qkv":
+            rules.append(Rename(L + f"attention.{x}_proj.weight", H + f"self_attn.{x}_proj.weight"))
+        rules += [Rename(L + "attention.out_proj.weight", H + "self_attn.o_proj.weight"),
+                  Rename(L + "attention_norm.weight", H + "input_layernorm.weight"),
+                  Rename(L + "ffn_norm.weight", H + "post_attention_layernorm.weight"),
+                  Rename(L + "ffn.gate.weight", H + "mlp.gate_proj.weight"),
+                  Rename(L + "ffn.up.weight", H + "mlp.up_proj.weight"),
+                  Rename(L + "ffn.down.weight", H + "mlp.down_proj.weight")]
+        return rules + ([] if tied else [Rename("heads.lm.weight", "lm_head.weight")])
+
+    def detect(self, ir):
+        layer = first_layer(ir)
+        if (ir.encoder is None and layer is not None and ir.decoder.position is not None
+                and ir.decoder.position.kind == "rope" and layer.norm.kind == "rmsnorm"
+                and layer.ffn is not None and layer.ffn.kind == "swiglu"):
+            return "LlamaForCausalLM"
+        return None
+
+    def hf_config(self, ir, arch):
+        layer = first_layer(ir)
+        att = layer.attention.args
+        return dict(vocab_size=ir.embedding.tokens, hidden_size=ir.d_model,
+                    num_attention_heads=att["heads"],
+                    num_key_value_heads=att.get("kv_heads") or att["heads"],
+                    head_dim=att.get("head_dim") or ir.d_model // att["heads"],
+                    num_hidden_layers=len(ir.decoder.layers),
+                    intermediate_size=layer.ffn.args["hidden"],
+                    rms_norm_eps=layer.norm.args["eps"],
+                    max_position_embeddings=ir.params.get("context", 2048),
+                    rope_parameters={"rope_type": "default",
+                                     "rope_theta": ir.decoder.position.args["theta"]},
+                    tie_word_embeddings=bool(head_kinds(ir)["lm"].args.get("tied")))
