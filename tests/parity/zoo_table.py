@@ -5,8 +5,9 @@ has it), by running the same comparisons as the parity tests.
     .venv/bin/python tests/parity/zoo_table.py     # ~1 minute on one core
 
 Families whose parity tests live elsewhere (or that have only a parameter-count check) are
-listed with what checks them and no number. The table is pasted into README.md by hand
-after running this; no test checks that it is current.
+listed with what checks them and no number. The table is pasted into README.md
+after running this; no test checks that it is current (the parity tests themselves assert
+every difference is within 1e-4).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
+sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "interop")]
 
 from conftest import load_test_registry  # noqa: E402
 from txdsl.back.construct import construct  # noqa: E402
@@ -28,6 +29,7 @@ import test_hf_gpt2 as gpt2  # noqa: E402
 import test_hf_roberta as roberta  # noqa: E402
 import test_hf_t5 as t5  # noqa: E402
 import test_hf_xlnet as xlnet  # noqa: E402
+import test_torch_transformer as vaswani  # noqa: E402
 import test_transformer_xl as txl  # noqa: E402
 from parity_helpers import parse_spec  # noqa: E402
 
@@ -139,9 +141,47 @@ def txl_diff() -> float:
     return worst
 
 
+@torch.no_grad()
+def transformer_diff() -> float:
+    t = vaswani.torch_transformer().eval()
+    ours = construct(vaswani.transformer_ir(), registry=REGISTRY)
+    ours.load_state_dict(vaswani.stacks_state_dict(t), strict=False)
+    ours.eval()
+    src, tgt, src_mask, tgt_mask = vaswani.inputs()
+    out = ours(src, attention_mask=src_mask, decoder_input_ids=tgt,
+               decoder_attention_mask=tgt_mask)
+    emb = ours.embedding
+    ref = t(emb(src), emb(tgt), tgt_mask=vaswani.causal_mask(tgt.shape[1]),
+            src_key_padding_mask=src_mask == 0, tgt_key_padding_mask=tgt_mask == 0,
+            memory_key_padding_mask=src_mask == 0, tgt_is_causal=True)
+    logits = torch.nn.functional.linear(ref, emb.tokens.weight)
+    real = tgt_mask.bool()
+    return diff(out.logits[real], logits[real])
+
+
+def interop_diff(*kinds: str):
+    """The worst difference of ``txdsl.from_hf`` models against HF over the interop tests'
+    configs of ``kinds`` (tests/interop/hf_models.py; padding as tests/interop/test_from_hf.py)."""
+    import hf_models
+    import test_from_hf
+
+    import txdsl
+
+    def measure() -> float:
+        worst = 0.0
+        for kind in kinds:
+            for i in range(len(hf_models.CONFIGS[kind])):
+                hf, inputs = hf_models.make(kind, i)
+                _, ours = txdsl.from_hf(hf)
+                worst = max(worst, test_from_hf.compare(dict(hf=hf, inputs=inputs), ours.eval()))
+        return worst
+
+    return measure
+
+
 ROWS = [  # spec, models, checked against, how, measured
     ("transformer.tx", "Vaswani et al. 2017, base", "`torch.nn.Transformer` (stacks and logits)",
-     "tests/parity/test_torch_transformer.py", None),
+     "tests/parity/test_torch_transformer.py", transformer_diff),
     ("bert.tx", "`bert`, `bert_mlm`", "`BertForMaskedLM` (MLM logits, padding, token types)",
      "tests/parity/test_hf_bert.py", bert_diff),
     ("gpt2.tx", "GPT-2 small", "`GPT2LMHeadModel` (logits)", "tests/parity/test_hf_gpt2.py",
@@ -152,18 +192,20 @@ ROWS = [  # spec, models, checked against, how, measured
      "target_mapping; mems)", "tests/parity/test_hf_xlnet.py", xlnet_diff),
     ("roberta.tx", "RoBERTa-base", "`RobertaModel` (hidden states, with and without a mask)",
      "tests/parity/test_hf_roberta.py", roberta_diff),
-    ("albert.tx", "`albert`, `albert_mlm`", "parameter count = HF", "tests/test_spec_catalogue.py",
-     None),
-    ("t5.tx", "`t5_small`, `t5_v1_1_small`", "`T5ForConditionalGeneration` v1.0 (logits, loss)",
-     "tests/parity/test_hf_t5.py", t5_diff),
-    ("electra.tx", "generator, discriminator", "parameter count = HF",
-     "tests/test_spec_catalogue.py", None),
+    ("albert.tx", "`albert`, `albert_mlm`", "`AlbertForMaskedLM`, `AlbertModel` (via `from_hf`, "
+     "padding)", "tests/interop/test_from_hf.py", interop_diff("albert")),
+    ("t5.tx", "`t5_small`, `t5_v1_1_small`", "`T5ForConditionalGeneration` v1.0 (logits, loss); v1.1 via "
+     "`from_hf`", "tests/parity/test_hf_t5.py, tests/interop/test_from_hf.py",
+     lambda: max(t5_diff(), interop_diff("t5_v1_1")())),
+    ("electra.tx", "generator, discriminator", "`ElectraForPreTraining`, `ElectraForMaskedLM` "
+     "(via `from_hf`, padding)", "tests/interop/test_from_hf.py", interop_diff("electra")),
     ("deberta.tx", "`deberta_v3_small`, `_mlm`", "`DebertaV2ForMaskedLM` v2 and v3 (MLM logits)",
      "tests/parity/test_hf_deberta.py", deberta_diff),
-    ("vit.tx", "`vit` (ViT-B/16), `vit_classifier`", "parameter count = HF",
-     "tests/test_spec_catalogue.py", None),
-    ("llama.tx", "LLaMA-style (TinyLlama-1.1B sizes)", "parameter count = HF",
-     "tests/test_spec_catalogue.py", None),
+    ("vit.tx", "`vit` (ViT-B/16), `vit_classifier`", "`ViTForImageClassification` (via "
+     "`from_hf`)", "tests/interop/test_from_hf.py", interop_diff("vit")),
+    ("llama.tx", "LLaMA-style (TinyLlama-1.1B sizes)", "`LlamaForCausalLM` (via `from_hf`, left "
+     "padding; greedy generation token for token)", "tests/interop/test_from_hf.py",
+     interop_diff("llama")),
 ]
 
 
