@@ -28,9 +28,14 @@ def registry():
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """The tests run tiny tensors: one intra-op thread is many times faster than
-    several competing for two busy cores. Restored after each module."""
+    several competing for two busy cores. Restored after each module.
+
+    Also forgets what dynamo compiled for earlier modules: every attention kind's
+    ``forward`` is one code object (the base class's), and a worker that compiled it
+    for many kinds would otherwise hit dynamo's recompile limit in a later module."""
     import torch
 
+    torch._dynamo.reset()
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

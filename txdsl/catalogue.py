@@ -63,8 +63,10 @@ CATALOGUE: dict[str, dict[str, Entry]] = {
         "lowrank": Entry("factored (low-rank) q/k/v/out projections, small heads",
                          "Lin et al. 2021, survey: low-rank parameterization"),
         "luna": Entry("a packed context carried from layer to layer", "Ma et al. 2021, Luna"),
-        "prior": Entry("attention with a locality prior", "Yang et al. 2018"),
-        "synthesizer": Entry("synthesized (dense or random) attention weights",
+        "prior": Entry("attention with a locality prior: the built-in kind is `locality`",
+                       "Yang et al. 2018"),
+        "synthesizer": Entry("synthesized attention weights: the built-in kinds are "
+                             "`synthesizer_dense` and `synthesizer_random`",
                              "Tay et al. 2021, Synthesizer"),
         "talking_heads": Entry("heads mixed linearly before and after the softmax",
                                "Shazeer et al. 2020"),

@@ -105,7 +105,7 @@ def test_ambiguous_kind_asks_for_the_family(run):
 
 @pytest.mark.parametrize("kind, message, hint", [
     ("layrnorm", "unknown kind 'layrnorm'", "did you mean 'layernorm'? (a norm kind)"),
-    ("collaborative", "attention 'collaborative' is not installed", "is in txdsl's catalogue"),
+    ("synthesizer", "attention 'synthesizer' is not installed", "is in txdsl's catalogue"),
     ("inductor", "'inductor' is a backend, not a component kind", "txdsl plugins"),
     ("norm/rope", "unknown norm 'rope'", "'rope' is a position kind"),
 ])
@@ -117,10 +117,10 @@ def test_unknown_kind_exits_1_with_a_hint(run, kind, message, hint):
 
 
 def test_unknown_kind_as_a_user_sees_it():
-    r = txdsl("describe", "colaborative")
+    r = txdsl("describe", "synthesiser")
     assert r.returncode == 1 and r.stdout == "" and "Traceback" not in r.stderr
-    assert r.stderr == ("txdsl: error: unknown kind 'colaborative'\nhint: did you mean "
-                        "'collaborative'? "
+    assert r.stderr == ("txdsl: error: unknown kind 'synthesiser'\nhint: did you mean "
+                        "'synthesizer'? "
                         "(an attention kind in txdsl's catalogue, not installed yet)\n")
 
 

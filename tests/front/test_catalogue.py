@@ -60,7 +60,7 @@ def test_declared_hint_names_the_plugin():
 
 
 @pytest.mark.parametrize("kind, message", [
-    ("collaborative", "attention 'collaborative' is not installed"),
+    ("synthesizer", "attention 'synthesizer' is not installed"),
     ("linfomer", "unknown attention 'linfomer'"),
     ("rope", "unknown attention 'rope'"),
 ])

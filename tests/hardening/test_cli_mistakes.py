@@ -39,7 +39,7 @@ def test_an_uninstalled_plugin_in_txdsl_plugins_is_reported(tmp_path):
             env=clean_env(TXDSL_PLUGINS="nonexistent,norms"))
     assert r.returncode == 2, r.stderr
     assert "TXDSL_PLUGINS names 'nonexistent'" in r.stderr
-    assert "installed: attention, backends, embeddings, ffn, heads, norms, positions" in r.stderr
+    assert "installed: attention, backends, embeddings, ffn, heads, hf, norms, positions" in r.stderr
 
 
 def test_txdsl_plugins_lists_the_unknown_name_as_broken():

@@ -218,11 +218,21 @@ def test_token_classifier():
     torch.testing.assert_close(out, h @ head.out.weight.T)
 
 
+def test_pooled_classifier_is_dense_act_then_out_on_the_first_token():
+    """BERT's sequence classifier: out(act(dense(h[:, 0]))), tanh by default, gelu for ELECTRA."""
+    for act, f in (("tanh", torch.tanh), ("gelu", torch.nn.functional.gelu)):
+        head = randomise(build("pooled_classifier", classes=3, act=act))
+        h = hidden()
+        pooled = f(h[:, 0] @ head.dense.weight.T + head.dense.bias)
+        expected = pooled @ head.out.weight.T + head.out.bias
+        torch.testing.assert_close(head(h, attention_mask=torch.ones(2, 5)), expected)
+
+
 def test_every_head_is_tested_and_takes_a_mask():
     assert REGISTRY.kinds("head") == sorted(
-        ["lm", "mlm", "pooler", "classifier", "token_classifier", "rtd"])
+        ["lm", "mlm", "pooler", "classifier", "token_classifier", "rtd", "pooled_classifier"])
     shapes = {"lm": (2, 5, V), "mlm": (2, 5, V), "pooler": (2, D), "classifier": (2, 3),
-              "token_classifier": (2, 5, 3), "rtd": (2, 5)}
+              "token_classifier": (2, 5, 3), "rtd": (2, 5), "pooled_classifier": (2, 3)}
     for kind, shape in shapes.items():
         args = {"classes": 3} if "classifier" in kind else {}
         head = build(kind, **args)

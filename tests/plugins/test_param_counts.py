@@ -42,6 +42,7 @@ ARGS: dict[tuple[str, str], list[dict]] = {
     ("head", "classifier"): [{"classes": 3}, {"classes": 5, "bias": False, "pool": "mean"}],
     ("head", "token_classifier"): [{"classes": 3}, {"classes": 2, "bias": False}],
     ("head", "rtd"): [{}],
+    ("head", "pooled_classifier"): [{"classes": 3}, {"classes": 2, "act": "gelu"}],
     ("patches", "conv"): [{"size": 4, "image": 16}, {"size": 8, "image": 16, "channels": 1}],
 }
 
