@@ -82,7 +82,8 @@ class DeBERTaV2(HFFamily):
         for p in ("weight", "bias"):
             for ours, theirs in (("q_proj", "query_proj"), ("k_proj", "key_proj"),
                                  ("v_proj", "value_proj"), *((n, n) for n in pos)):
-                rules.append(Rename(L + f"attention.{ours}.{p}", H + f"attention.self.{theirs}.{p}"))
+                rules.append(Rename(L + f"attention.{ours}.{p}",
+                                    H + f"attention.self.{theirs}.{p}"))
             rules += [Rename(L + f"attention.out_proj.{p}", H + f"attention.output.dense.{p}"),
                       Rename(L + f"attention_norm.{p}", H + f"attention.output.LayerNorm.{p}"),
                       Rename(L + f"ffn.up.{p}", H + f"intermediate.dense.{p}"),
@@ -123,7 +124,8 @@ class DeBERTaV2(HFFamily):
                   num_attention_heads=att["heads"], num_hidden_layers=len(ir.encoder.layers),
                   intermediate_size=layer.ffn.args["hidden"],
                   hidden_act=HF_ACTIVATIONS[layer.ffn.args["act"]],
-                  max_position_embeddings=ir.params["context"], layer_norm_eps=layer.norm.args["eps"],
+                  max_position_embeddings=ir.params["context"],
+                  layer_norm_eps=layer.norm.args["eps"],
                   hidden_dropout_prob=layer.dropout,
                   attention_probs_dropout_prob=att.get("dropout", 0.0),
                   type_vocab_size=0, relative_attention=True, position_biased_input=False,
@@ -132,6 +134,6 @@ class DeBERTaV2(HFFamily):
                   norm_rel_ebd="layer_norm" if pos.get("norm", True) else "none",
                   share_att_key=att.get("share_att_key", True),
                   pos_att_type=att.get("pos_att_type", "p2c|c2p"), legacy=True)
-        mlm = heads = head_kinds(ir).get("mlm")
-        kw["tie_word_embeddings"] = bool(heads is None or mlm.args.get("tied"))
+        mlm = head_kinds(ir).get("mlm")
+        kw["tie_word_embeddings"] = bool(mlm is None or mlm.args.get("tied"))
         return kw

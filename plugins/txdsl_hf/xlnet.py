@@ -1,5 +1,5 @@
 """XLNet (Yang et al. 2019, https://arxiv.org/abs/1906.08237): ``XLNetLMHeadModel`` <->
-``specs/xlnet.tx``.
+``specs/xlnet.tx``, and ``XLNetModel`` (the same without a head: ``head = none``).
 
 HF's ``XLNetRelativeAttention`` keeps q, k, v, o and r as ``(d_model, heads,
 head_dim)`` einsum tensors: txdsl's q/k/v/r projections are them flattened
@@ -22,7 +22,8 @@ L, H = "decoder.layers.{i}.", "transformer.layer.{i}."
 class XLNet(HFFamily):
     model_type = "xlnet"
     zoo = "xlnet.tx"
-    architectures = {"XLNetLMHeadModel": "xlnet"}
+    architectures = {"XLNetLMHeadModel": "xlnet", "XLNetModel": "xlnet"}
+    bare = {"XLNetModel": "transformer."}
     tie = ("lm_loss.weight", "transformer.word_embedding.weight")
 
     def params(self, c, arch):
@@ -36,6 +37,8 @@ class XLNet(HFFamily):
         if act != "gelu":
             overrides.append(f"ffn.act = {act}")
         lines = [f"decoder {{ {'; '.join(overrides)} }}"]
+        if arch == "XLNetModel":
+            return lines + ["head = none"]
         return lines + ([] if tied else ["head = lm(tied: false, bias: true)"])
 
     def counts(self, c):
@@ -44,8 +47,7 @@ class XLNet(HFFamily):
     def rules(self, c, arch, tied):
         A = H + "rel_attn."
         rules = [Rename("embedding.tokens.weight", "transformer.word_embedding.weight"),
-                 Rename("decoder.position.mask_emb", "transformer.mask_emb"),
-                 Rename("heads.lm.bias", "lm_loss.bias")]
+                 Rename("decoder.position.mask_emb", "transformer.mask_emb")]
         for ours, theirs in (("q_proj", "q"), ("k_proj", "k"), ("v_proj", "v"), ("r_net", "r")):
             rules.append(Rename(L + f"attention.{ours}.weight", A + theirs, transpose=True,
                                 heads=c.n_head))
@@ -57,14 +59,19 @@ class XLNet(HFFamily):
                       Rename(L + f"ffn.up.{p}", H + f"ff.layer_1.{p}"),
                       Rename(L + f"ffn.down.{p}", H + f"ff.layer_2.{p}"),
                       Rename(L + f"ffn_norm.{p}", H + f"ff.layer_norm.{p}")]
+        if arch == "XLNetModel":
+            return rules
+        rules.append(Rename("heads.lm.bias", "lm_loss.bias"))
         return rules + ([] if tied else [Rename("heads.lm.weight", "lm_loss.weight")])
 
     def detect(self, ir):
-        layer = first_layer(ir)
+        layer, heads = first_layer(ir), head_kinds(ir)
         if (ir.encoder is None and layer is not None and layer.attention.kind == "two_stream"
                 and ir.decoder.position is not None
-                and ir.decoder.position.kind == "relative_xl" and "lm" in head_kinds(ir)):
-            return "XLNetLMHeadModel"
+                and ir.decoder.position.kind == "relative_xl"):
+            if not heads:
+                return "XLNetModel"
+            return "XLNetLMHeadModel" if set(heads) == {"lm"} else None
         return None
 
     def hf_config(self, ir, arch):
@@ -75,4 +82,5 @@ class XLNet(HFFamily):
                     ff_activation=HF_ACTIVATIONS[layer.ffn.args["act"]],
                     layer_norm_eps=layer.norm.args["eps"], dropout=layer.dropout,
                     mem_len=att.get("mem_len") or None,
-                    tie_word_embeddings=bool(head_kinds(ir)["lm"].args.get("tied")))
+                    tie_word_embeddings=arch == "XLNetModel"
+                    or bool(head_kinds(ir)["lm"].args.get("tied")))

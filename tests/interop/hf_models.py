@@ -204,6 +204,8 @@ CONFIGS["more"] = [
                                               num_hidden_layers=3, num_attention_heads=7,
                                               intermediate_size=44, max_position_embeddings=26,
                                               num_labels=2, **DROP), "roberta"),
+    (T.XLNetModel, dict(vocab_size=41, d_model=30, n_layer=2, n_head=2, d_inner=46, mem_len=5,
+                        dropout=0.0), "xlnet"),
     (T.DebertaV2Model, dict(vocab_size=45, hidden_size=28, num_hidden_layers=2,
                             num_attention_heads=7, intermediate_size=44,
                             max_position_embeddings=50, position_buckets=10,
