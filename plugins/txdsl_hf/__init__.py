@@ -2,8 +2,8 @@
 
 Each module declares an :class:`txdsl.interop.HFFamily`: the HF classes it
 converts, the zoo spec the generated spec extends, and one list of key rules
-used by both ``txdsl.from_hf`` and ``txdsl.to_hf``. XLNet and DeBERTa-v2 are
-added the same way, by one more module and one more line here.
+used by both ``txdsl.from_hf`` and ``txdsl.to_hf``; a new family is one more
+module and one more line here.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ from txdsl.hookspecs import hookimpl
 
 from .albert import ALBERT
 from .bert import BERT, RoBERTa
+from .deberta import DeBERTaV2
 from .electra import ELECTRA
 from .gpt2 import GPT2
 from .llama import LLaMA
 from .t5 import T5
 from .vit import ViT
+from .xlnet import XLNet
 
-FAMILIES = [GPT2, BERT, RoBERTa, ALBERT, ELECTRA, T5, ViT, LLaMA]
+FAMILIES = [GPT2, BERT, RoBERTa, ALBERT, ELECTRA, T5, ViT, LLaMA, XLNet, DeBERTaV2]
 
 
 @hookimpl

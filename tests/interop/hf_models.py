@@ -151,6 +151,30 @@ def untie_t5(model):
     return model
 
 
+DEBERTA = dict(type_vocab_size=0, relative_attention=True, position_biased_input=False,
+               max_relative_positions=-1, **DROP)
+CONFIGS["xlnet"] = [  # "xlnet": padding, segments and a perm_mask; "xlnet_query": the query
+    # stream too (perm_mask and target_mapping)
+    (T.XLNetLMHeadModel, dict(vocab_size=53, d_model=40, n_layer=2, n_head=5, d_inner=72,
+                              mem_len=9, dropout=0.0), "xlnet"),
+    (T.XLNetLMHeadModel, dict(vocab_size=61, d_model=36, n_layer=3, n_head=3, d_inner=50,
+                              ff_activation="relu", layer_norm_eps=1e-6, mem_len=None,
+                              tie_word_embeddings=False, dropout=0.0), "xlnet_query"),
+]
+CONFIGS["deberta"] = [  # v3 (shared keys, normed relative embeddings), v2 (neither)
+    (T.DebertaV2ForMaskedLM, dict(vocab_size=67, hidden_size=40, num_hidden_layers=2,
+                                  num_attention_heads=5, intermediate_size=72,
+                                  max_position_embeddings=40, position_buckets=8,
+                                  norm_rel_ebd="layer_norm", share_att_key=True,
+                                  pos_att_type="p2c|c2p", **DEBERTA), "encoder"),
+    (T.DebertaV2ForMaskedLM, dict(vocab_size=59, hidden_size=36, num_hidden_layers=3,
+                                  num_attention_heads=3, intermediate_size=50,
+                                  max_position_embeddings=30, position_buckets=6,
+                                  norm_rel_ebd="none", share_att_key=False, hidden_act="gelu_new",
+                                  layer_norm_eps=1e-6, pos_att_type="c2p|p2c", **DEBERTA),
+     "encoder"),
+]
+
 # A second config of every class the lists above have once: other odd widths and head counts.
 CONFIGS["more"] = [
     (T.BertForMaskedLM, dict(vocab_size=83, hidden_size=30, num_hidden_layers=3,
@@ -180,4 +204,18 @@ CONFIGS["more"] = [
                                               num_hidden_layers=3, num_attention_heads=7,
                                               intermediate_size=44, max_position_embeddings=26,
                                               num_labels=2, **DROP), "roberta"),
+    (T.XLNetModel, dict(vocab_size=41, d_model=30, n_layer=2, n_head=2, d_inner=46, mem_len=5,
+                        dropout=0.0), "xlnet"),
+    (T.DebertaV2Model, dict(vocab_size=45, hidden_size=28, num_hidden_layers=2,
+                            num_attention_heads=7, intermediate_size=44,
+                            max_position_embeddings=50, position_buckets=10,
+                            norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type="p2c|c2p",
+                            **DEBERTA), "encoder"),
+    (T.DebertaV2ForMaskedLM, dict(vocab_size=47, hidden_size=30, num_hidden_layers=2,
+                                  num_attention_heads=5, intermediate_size=46,
+                                  max_position_embeddings=24, position_buckets=-1,
+                                  max_relative_positions=12, norm_rel_ebd="layer_norm",
+                                  share_att_key=False, pos_att_type="c2p", legacy=False,
+                                  **{k: v for k, v in DEBERTA.items()
+                                     if k != "max_relative_positions"}), "encoder"),
 ]

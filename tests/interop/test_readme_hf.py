@@ -27,7 +27,8 @@ def test_bring_a_hugging_face_model_runs(tmp_path: Path):
     printed = next(b for b in code_blocks_unlabelled() if "# converted from Hugging Face" in b)
     assert printed in out  # the README shows what the example prints
     lines = out.strip().splitlines()
-    assert lines[-2] == "True"  # logits within 1e-4 of Hugging Face's
+    assert lines[-3] == "True"  # logits within 1e-4 of Hugging Face's
+    assert lines[-2] == "True False"  # the sliding window changes only positions past it
     assert lines[-1] == "torch.Size([2, 12, 500])"
 
 

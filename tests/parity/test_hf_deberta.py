@@ -11,6 +11,7 @@ import torch
 
 from parity_helpers import assert_close, check_spec_parses, spec_ir, scale_up
 from txdsl.back.construct import construct
+from txdsl.interop import load_hf_weights
 
 transformers = pytest.importorskip("transformers")
 
@@ -41,42 +42,12 @@ def hf_deberta(vocab, d, heads, layers, context, buckets, v3):
     return scale_up(transformers.DebertaV2ForMaskedLM(config), std=0.1).eval()
 
 
-def deberta_state_dict(hf) -> dict[str, torch.Tensor]:
-    m, sd = hf.deberta, {}
-    sd["embedding.tokens.weight"] = m.embeddings.word_embeddings.weight
-    sd["embedding.norm.weight"] = m.embeddings.LayerNorm.weight
-    sd["embedding.norm.bias"] = m.embeddings.LayerNorm.bias
-    sd["encoder.position.rel_embeddings.weight"] = m.encoder.rel_embeddings.weight
-    if hasattr(m.encoder, "LayerNorm"):
-        sd["encoder.position.norm.weight"] = m.encoder.LayerNorm.weight
-        sd["encoder.position.norm.bias"] = m.encoder.LayerNorm.bias
-    for i, layer in enumerate(m.encoder.layer):
-        p, att = f"encoder.layers.{i}.", layer.attention
-        pairs = [("attention.q_proj", att.self.query_proj), ("attention.k_proj", att.self.key_proj),
-                 ("attention.v_proj", att.self.value_proj), ("attention.out_proj", att.output.dense),
-                 ("attention_norm", att.output.LayerNorm), ("ffn.up", layer.intermediate.dense),
-                 ("ffn.down", layer.output.dense), ("ffn_norm", layer.output.LayerNorm)]
-        for name in ("pos_key_proj", "pos_query_proj"):
-            if hasattr(att.self, name):
-                pairs.append((f"attention.{name}", getattr(att.self, name)))
-        for ours, theirs in pairs:
-            sd[p + ours + ".weight"], sd[p + ours + ".bias"] = theirs.weight, theirs.bias
-    pred = hf.cls.predictions
-    sd["heads.mlm.transform.weight"] = pred.transform.dense.weight
-    sd["heads.mlm.transform.bias"] = pred.transform.dense.bias
-    sd["heads.mlm.norm.weight"] = pred.transform.LayerNorm.weight
-    sd["heads.mlm.norm.bias"] = pred.transform.LayerNorm.bias
-    sd["heads.mlm.decoder.weight"] = m.embeddings.word_embeddings.weight  # tied
-    sd["heads.mlm.bias"] = pred.bias
-    return {k: v.detach().clone() for k, v in sd.items()}
-
-
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
 def pair(request, registry):
     cfg = CONFIGS[request.param]
     hf = hf_deberta(*cfg)
     ours = construct(spec_ir("deberta.tx", tiny(*cfg)), registry=registry)
-    ours.load_state_dict(deberta_state_dict(hf), strict=True)
+    load_hf_weights(ours, hf)  # txdsl.interop's mapping, strictly
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
     return cfg, hf, ours.eval()
 

@@ -11,6 +11,7 @@ import torch
 
 from parity_helpers import assert_close, check_spec_parses, spec_ir, scale_up
 from txdsl.back.construct import construct
+from txdsl.interop import load_hf_weights
 
 transformers = pytest.importorskip("transformers")
 
@@ -35,33 +36,12 @@ def hf_xlnet(vocab, d, heads, layers, d_ff):
                     norm_names=("layer_norm",)).eval()
 
 
-def xlnet_state_dict(hf) -> dict[str, torch.Tensor]:
-    t = hf.transformer
-    sd = {"embedding.tokens.weight": t.word_embedding.weight,
-          "heads.lm.weight": t.word_embedding.weight, "heads.lm.bias": hf.lm_loss.bias,
-          "decoder.position.mask_emb": t.mask_emb}
-    for i, layer in enumerate(t.layer):
-        p, a = f"decoder.layers.{i}.", layer.rel_attn
-        d = a.q.shape[0]
-        for ours, theirs in (("q_proj", a.q), ("k_proj", a.k), ("v_proj", a.v), ("r_net", a.r)):
-            sd[p + f"attention.{ours}.weight"] = theirs.reshape(d, -1).T
-        sd[p + "attention.out_proj.weight"] = a.o.reshape(d, -1)
-        for name in ("r_w_bias", "r_r_bias", "r_s_bias", "seg_embed"):
-            sd[p + f"attention.{name}"] = getattr(a, name)
-        sd[p + "attention_norm.weight"], sd[p + "attention_norm.bias"] = (a.layer_norm.weight,
-                                                                          a.layer_norm.bias)
-        for ours, theirs in (("ffn.up", layer.ff.layer_1), ("ffn.down", layer.ff.layer_2),
-                             ("ffn_norm", layer.ff.layer_norm)):
-            sd[p + ours + ".weight"], sd[p + ours + ".bias"] = theirs.weight, theirs.bias
-    return {k: v.detach().clone().contiguous() for k, v in sd.items()}
-
-
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
 def pair(request, registry):
     cfg = CONFIGS[request.param]
     hf = hf_xlnet(*cfg)
     ours = construct(spec_ir("xlnet.tx", tiny(*cfg)), registry=registry)
-    ours.load_state_dict(xlnet_state_dict(hf), strict=True)
+    load_hf_weights(ours, hf)  # txdsl.interop's mapping, strictly
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
     return cfg, hf, ours.eval()
 

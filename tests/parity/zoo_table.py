@@ -22,6 +22,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "interop")]
 
 from conftest import load_test_registry  # noqa: E402
 from txdsl.back.construct import construct  # noqa: E402
+from txdsl.interop import load_hf_weights  # noqa: E402
 
 import test_hf_bert as bert  # noqa: E402
 import test_hf_deberta as deberta  # noqa: E402
@@ -95,7 +96,7 @@ def deberta_diff() -> float:
     for cfg in deberta.CONFIGS.values():
         hf = deberta.hf_deberta(*cfg)
         ours = construct(parse_spec("deberta.tx", deberta.tiny(*cfg)), registry=REGISTRY).eval()
-        ours.load_state_dict(deberta.deberta_state_dict(hf), strict=True)
+        load_hf_weights(ours, hf)
         x, mask = deberta.batch(cfg[0])
         real = mask.bool()
         worst = max(worst, diff(ours(x, attention_mask=mask).logits[real],
@@ -109,7 +110,7 @@ def xlnet_diff() -> float:
     for cfg in xlnet.CONFIGS.values():
         hf = xlnet.hf_xlnet(*cfg)
         ours = construct(parse_spec("xlnet.tx", xlnet.tiny(*cfg)), registry=REGISTRY).eval()
-        ours.load_state_dict(xlnet.xlnet_state_dict(hf), strict=True)
+        load_hf_weights(ours, hf)
         x, mask, types, perm, mapping = xlnet.batch(cfg[0])
         real = mask.bool()
         worst = max(worst, diff(ours(x, attention_mask=mask, token_type_ids=types).logits[real],

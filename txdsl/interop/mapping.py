@@ -12,6 +12,8 @@ over the counts the family gives (``{"i": 12}``). The same rules convert HF
   dimensions ``(2i, 2i+1)`` (Meta's original LLaMA files, GPT-J) where txdsl's
   ``rope`` pairs ``(i, i + hd/2)`` (``rotate_half``): its rows are permuted
   within each of the ``H`` heads (the permutation HF's LLaMA converter applies);
+  ``heads=H``: HF keeps the heads as their own dimension, ``(d, H, hd)`` where
+  txdsl's matrix is ``(d, H * hd)`` before ``transpose`` (XLNet's q, k, v, o, r);
 - ``Fused(ours=(q, k, v), theirs, sizes=None, dim=0, transpose=False)``: one
   HF tensor is several of ours concatenated along ``dim`` (GPT-2's
   ``c_attn``); ``sizes`` gives unequal parts (grouped-query heads:
@@ -49,6 +51,7 @@ class Rename:
     transpose: bool = False
     unbatch: bool = False
     rope_heads: int = 0
+    heads: int = 0
 
 
 def interleaved_to_half(w: Tensor, heads: int) -> Tensor:
@@ -96,7 +99,7 @@ def expand(rules: Iterable[Rule], counts: Mapping[str, int] | None = None) -> li
             sub = dict(zip(names, values))
             if isinstance(rule, Rename):
                 out.append(Rename(rule.ours.format(**sub), rule.theirs.format(**sub),
-                                  rule.transpose, rule.unbatch, rule.rope_heads))
+                                  rule.transpose, rule.unbatch, rule.rope_heads, rule.heads))
             else:
                 out.append(Fused(tuple(k.format(**sub) for k in rule.ours),
                                  rule.theirs.format(**sub), rule.sizes, rule.dim, rule.transpose))
@@ -119,7 +122,10 @@ def to_ours(rules: Sequence[Rule], theirs: Mapping[str, Tensor],
             missing.append(rule.theirs)
             continue
         used.add(rule.theirs)
-        x = _t(theirs[rule.theirs], rule.transpose)
+        x = theirs[rule.theirs]
+        if isinstance(rule, Rename) and rule.heads:  # (d, H, hd) -> (d, H * hd)
+            x = x.reshape(x.shape[0], -1)
+        x = _t(x, rule.transpose)
         if isinstance(rule, Rename):
             x = x[0] if rule.unbatch and x.dim() > 1 and x.shape[0] == 1 else x
             state[rule.ours] = interleaved_to_half(x, rule.rope_heads) if rule.rope_heads else x
@@ -150,7 +156,10 @@ def to_theirs(rules: Sequence[Rule], ours: Mapping[str, Tensor]) -> dict[str, Te
             x = half_to_interleaved(x, rule.rope_heads) if rule.rope_heads else x
         else:
             x = torch.cat([ours[k] for k in rule.ours], dim=rule.dim)
-        out[rule.theirs] = _t(x, rule.transpose).contiguous()
+        x = _t(x, rule.transpose)
+        if isinstance(rule, Rename) and rule.heads:  # (d, H * hd) -> (d, H, hd)
+            x = x.reshape(x.shape[0], rule.heads, -1)
+        out[rule.theirs] = x.contiguous()
     return out
 
 
