@@ -23,6 +23,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "interop")]
 from conftest import load_test_registry  # noqa: E402
 from txdsl.back.construct import construct  # noqa: E402
 from txdsl.interop import load_hf_weights  # noqa: E402
+from txdsl.interop import load_hf_weights  # noqa: E402
 
 import test_hf_bert as bert  # noqa: E402
 import test_hf_deberta as deberta  # noqa: E402
@@ -45,7 +46,7 @@ def diff(a: torch.Tensor, b: torch.Tensor) -> float:
 def bert_diff() -> float:
     hf = bert.hf_bert()
     ours = construct(bert.bert_ir(), registry=REGISTRY)
-    ours.load_state_dict(bert.bert_state_dict(hf), strict=False)
+    load_hf_weights(ours, hf)
     x, types, mask = bert.batch()
     real = mask.bool()
     return diff(ours.eval()(x, attention_mask=mask, token_type_ids=types).logits[real],
@@ -56,7 +57,7 @@ def bert_diff() -> float:
 def gpt2_diff() -> float:
     hf = gpt2.hf_gpt2()
     ours = construct(gpt2.gpt2_ir(), registry=REGISTRY)
-    ours.load_state_dict(gpt2.gpt2_state_dict(hf), strict=True)
+    load_hf_weights(ours, hf)
     x = gpt2.ids()
     return diff(ours.eval()(x).logits, hf(x).logits)
 
@@ -183,7 +184,7 @@ def interop_diff(*kinds: str):
 ROWS = [  # spec, models, checked against, how, measured
     ("transformer.tx", "Vaswani et al. 2017, base", "`torch.nn.Transformer` (stacks and logits)",
      "tests/parity/test_torch_transformer.py", transformer_diff),
-    ("bert.tx", "`bert`, `bert_mlm`", "`BertForMaskedLM` (MLM logits, padding, token types)",
+    ("bert.tx", "`bert`, `bert_mlm`, `bert_classifier`", "`BertForMaskedLM` (MLM logits, padding, token types)",
      "tests/parity/test_hf_bert.py", bert_diff),
     ("gpt2.tx", "GPT-2 small", "`GPT2LMHeadModel` (logits)", "tests/parity/test_hf_gpt2.py",
      gpt2_diff),
@@ -191,7 +192,7 @@ ROWS = [  # spec, models, checked against, how, measured
      "(3 segments: logits and mems)", "tests/parity/test_transformer_xl.py", txl_diff),
     ("xlnet.tx", "XLNet-base", "`XLNetLMHeadModel` (padding + segments; perm_mask + "
      "target_mapping; mems)", "tests/parity/test_hf_xlnet.py", xlnet_diff),
-    ("roberta.tx", "RoBERTa-base", "`RobertaModel` (hidden states, with and without a mask)",
+    ("roberta.tx", "RoBERTa-base (three heads)", "`RobertaModel` (hidden states, with and without a mask)",
      "tests/parity/test_hf_roberta.py", roberta_diff),
     ("albert.tx", "`albert`, `albert_mlm`", "`AlbertForMaskedLM`, `AlbertModel` (via `from_hf`, "
      "padding)", "tests/interop/test_from_hf.py", interop_diff("albert")),
