@@ -8,7 +8,9 @@ length (512 .. 16384), batch 1, d_model 512, 8 heads, one attention layer:
 - ``train``: forward + backward (``train`` mode) of the same build.
 
 Each (variant, length, mode) runs in a fresh subprocess: peak memory is the
-rise of ``ru_maxrss`` over the process's high-water mark after building
+rise of the resident set during the first pass (Linux: freed heap returned with
+``malloc_trim``, the peak reset through ``/proc/self/clear_refs``; elsewhere the
+rise of ``ru_maxrss``) over what the process held after building
 (``tracemalloc`` doesn't see torch's allocations), and running out of memory
 or time ends that variant's row, not the run. The baseline is ``full``,
 which the selection lowers to SDPA with ``is_causal`` for causal entries and
@@ -81,6 +83,39 @@ def maxrss_bytes() -> int:
     return kb if sys.platform == "darwin" else kb * 1024
 
 
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> int | None:
+    """Return freed heap to the OS and reset the peak RSS (Linux: ``clear_refs`` 5), so the
+    next reading of ``VmHWM`` is the peak of what runs after this; returns the RSS now
+    (bytes), or ``None`` where that isn't possible (then ``ru_maxrss`` is used)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    rss = _status_kib("VmRSS")
+    return rss * 1024 if rss is not None else None
+
+
+def peak_rss_bytes() -> int:
+    hwm = _status_kib("VmHWM")
+    return hwm * 1024 if hwm is not None else maxrss_bytes()
+
+
 def child(cfg: dict) -> dict:
     """Build one attention layer, then measure peak memory of one pass and its time."""
     import torch
@@ -96,6 +131,7 @@ def child(cfg: dict) -> dict:
     impl = next((c.impl for c in getattr(built.plan, "choices", []) if getattr(c, "family", "")
                  == "attention"), type(attn).__name__)
     train = cfg["mode"] == "train"
+    start_max = maxrss_bytes()
     attn.train(train)
     x = torch.randn(1, cfg["T"], cfg["d_model"], requires_grad=train)
     mask = AttentionMask(causal=cfg["causal"])
@@ -110,9 +146,9 @@ def child(cfg: dict) -> dict:
             with torch.no_grad():
                 attn(x, mask=mask)
 
-    base = maxrss_bytes()
+    base = reset_peak_rss()
     run()  # the first pass: its high-water mark is the peak
-    peak = maxrss_bytes() - base
+    peak = max(0, peak_rss_bytes() - base) if base is not None else maxrss_bytes() - start_max
     times = []
     for _ in range(cfg["reps"]):
         start = time.perf_counter()
@@ -254,7 +290,7 @@ def markdown(data: dict) -> str:
              f"Machine: {env.get('cpu')}, {env.get('torch_threads')}"
              f" threads; float32 GEMM {m['gemm_gflops']} GFLOP/s (n={m['gemm_n']}), copy "
              f"{m['copy_gbps']} GB/s.", "",
-             "Cells: median time / peak memory rise (ru_maxrss) (speed vs full of the same "
+             "Cells: median time / peak memory rise (resident set, Linux clear_refs) (speed vs full of the same "
              "direction). Exponents: fitted slope of log time and log memory vs log length.", ""]
     for mode in ("forward", "train"):
         lines += [f"## {'Inference forward' if mode == 'forward' else 'Training forward+backward'}",
