@@ -24,6 +24,8 @@ def __getattr__(name: str):  # build/load pull in torch: import them lazily
         from .back.builder import build as value
     elif name == "load":
         from .back.load import load as value
+    elif name == "parallelize":
+        from .parallel.apply import parallelize as value
     elif name in ("from_hf", "to_hf"):
         from . import interop
 
@@ -35,4 +37,4 @@ def __getattr__(name: str):  # build/load pull in torch: import them lazily
 
 
 __all__ = ["ModelIR", "SpecError", "SpecErrors", "build", "from_hf", "load", "parse",
-           "parse_all", "parse_file", "to_hf", "__version__"]
+           "parse_all", "parse_file", "parallelize", "to_hf", "__version__"]

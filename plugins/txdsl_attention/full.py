@@ -29,6 +29,9 @@ class FullArgs(AttentionArgs):
 
     accepts: ClassVar[frozenset[str]] = frozenset({"qk", "bias"})
 
+    def tp_plan(self, dims, tp):  # every implementation attends head by head
+        return self.heads_tp_plan()
+
 
 class ReferenceAttention(Attention):
     """Exact softmax attention with explicit matmuls (impl ``reference``): what

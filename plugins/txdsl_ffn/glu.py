@@ -47,6 +47,11 @@ class GLUArgs(FFNArgs):
     def activation(self) -> nn.Module:
         return activation(self.gate_act)
 
+    def tp_plan(self, dims: Dims, tp: int):
+        from txdsl.sdk.sharding import column_then_row
+
+        return column_then_row(("gate", "up"), "down")  # gate and up split alike
+
 
 class ReGLUArgs(GLUArgs):
     """ReGLU FFN (Shazeer 2020): down(relu(gate(x)) * up(x))."""

@@ -27,6 +27,11 @@ class MLPArgs(FFNArgs):
         d, h = dims.width, self.hidden
         return linear_params(d, h, self.bias) + linear_params(h, d, self.bias)
 
+    def tp_plan(self, dims: Dims, tp: int):
+        from txdsl.sdk.sharding import column_then_row
+
+        return column_then_row(("up",), "down")
+
 
 class FeedForward(nn.Module):
     """down(dropout(act(up(x)))); receives its built layers (torchtune style)."""

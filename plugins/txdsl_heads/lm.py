@@ -69,6 +69,12 @@ class LMHeadArgs(HeadArgs):
     def flops_per_token(self, dims: Dims, seq_len: int) -> int:
         return 2 * dims.d_model * require_vocab(dims, "lm")
 
+    def tp_plan(self, dims: Dims, tp: int):
+        from txdsl.sdk.sharding import TPPlan
+
+        return TPPlan(styles={"": "vocab_head"}, note="vocabulary-parallel (as the token "
+                      "embedding" + ("; tied, one parameter)" if self.tied else ")"))
+
 
 class LMHead(nn.Module):
     def __init__(self, *, weight: nn.Parameter, bias: nn.Parameter | None = None,

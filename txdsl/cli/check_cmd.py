@@ -14,6 +14,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("check", help="check spec files for errors",
                        description="Resolve and validate every model in each spec file.")
     p.add_argument("specs", nargs="+", metavar="SPEC", help="a .tx file, or a directory of them")
+    p.add_argument("--tp", type=_positive, default=1, metavar="N",
+                   help="also check that the models split across N tensor-parallel ranks "
+                        "(heads, kv_heads divisible by N)")
     p.set_defaults(run=run)
 
 
@@ -25,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
             if not models:
                 raise SpecError("no model defined", None, "a spec defines at least one model: "
                                 "model NAME { ... }", path=path)
+            if args.tp > 1:
+                _check_tp(models, args.tp)
         except SpecError as err:
             failed += 1
             print(err.render(), file=sys.stderr)
@@ -34,3 +39,21 @@ def run(args: argparse.Namespace) -> int:
         names = ", ".join(m.name for m in models) or "no models"
         print(f"ok  {path} ({names})")
     return 1 if failed else 0
+
+
+def _positive(text: str) -> int:
+    from .show_cmd import positive_int
+
+    return positive_int(text)
+
+
+def _check_tp(models, tp: int) -> None:
+    """Every model's tensor-parallel split (``--tp``); errors located at the argument."""
+    from ..errors import ErrorSink
+    from ..parallel.plan import check_parallel
+    from ..plugins import get_registry
+
+    sink = ErrorSink()
+    for ir in models:
+        check_parallel(ir, get_registry(), tp=tp, sink=sink)
+    sink.check()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 from ..front.estimate import DTYPE_BYTES, Estimate, estimate
 from ..ir import ModelIR
@@ -26,6 +27,12 @@ def add_parser(sub) -> None:
     p.add_argument("--seq-len", type=positive_int,
                    help="sequence length (default: the model's context)")
     p.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="float32")
+    p.add_argument("--tp", type=positive_int, default=1, metavar="N",
+                   help="tensor-parallel size: validate the split and report per-rank memory")
+    p.add_argument("--fsdp", type=positive_int, default=1, metavar="M",
+                   help="FSDP2 (fully sharded data-parallel) size, for per-rank memory")
+    p.add_argument("--explain", action="store_true",
+                   help="with --tp/--fsdp: how each component splits (or that it is replicated)")
     p.set_defaults(run=run)
 
 
@@ -48,11 +55,54 @@ def run(args: argparse.Namespace) -> int:
         print(to_tx(ir), end="")
         return 0
     est = estimate(ir, get_registry(), batch=args.batch, seq_len=args.seq_len, dtype=args.dtype)
+    parallel = _parallel(ir, args) if args.tp > 1 or args.fsdp > 1 or args.explain else None
     if args.json:
-        print(json.dumps(to_json(ir, est), indent=2))
+        data = to_json(ir, est)
+        if parallel is not None:
+            data["per_rank"] = parallel[0].to_dict()
+            data["tp_plan"] = [{"path": e.path, "component": e.what,
+                                "styles": dict(e.plan.styles) if e.plan else None,
+                                "split": e.plan.note if e.plan else "replicated (no declaration)"}
+                               for e in parallel[1]]
+        print(json.dumps(data, indent=2))
     else:
         print(render(ir, est))
+        if parallel is not None:
+            print(_render_parallel(*parallel, explain=args.explain))
     return 0
+
+
+def _parallel(ir: ModelIR, args: argparse.Namespace):
+    """(per-rank memory, the plan) for ``--tp``/``--fsdp``; an indivisible split is a
+    located error first."""
+    from ..parallel.memory import per_rank
+    from ..parallel.plan import check_parallel, model_plan
+
+    registry = get_registry()
+    check_parallel(ir, registry, tp=args.tp)
+    mem = per_rank(ir, registry, tp=args.tp, fsdp=args.fsdp, batch=args.batch,
+                   seq_len=args.seq_len, dtype=args.dtype)
+    return mem, model_plan(ir, registry, args.tp)
+
+
+def _render_parallel(mem, entries, *, explain: bool) -> str:
+    lines = ["", f"  per rank (tensor-parallel {mem.tp} x fsdp {mem.fsdp}, rank 0, the largest)",
+             f"    parameters      {mem.params:,} ({_bytes(mem.param_bytes)}, {mem.dtype})",
+             f"    KV cache        {_bytes(mem.kv_cache_bytes)} (batch {mem.batch} per rank, "
+             f"seq_len {mem.seq_len})",
+             f"    activations     {_bytes(mem.activation_bytes)} (training, batch {mem.batch} "
+             f"per rank, seq_len {mem.seq_len})"]
+    if mem.replicated:
+        lines.append(f"    replicated (no tensor-parallel declaration): {', '.join(mem.replicated)}")
+    if explain:
+        lines.append("  tensor-parallel plan (every layer of a stack alike: layers.*)")
+        shown: list[str] = []
+        for e in entries:
+            line = re.sub(r"\.layers\.\d+\.", ".layers.*.", e.explain())
+            if line not in shown:
+                shown.append(line)
+        lines += [f"    {line}" for line in shown]
+    return "\n".join(lines)
 
 
 def to_json(ir: ModelIR, est: Estimate) -> dict:

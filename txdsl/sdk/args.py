@@ -61,6 +61,11 @@ class ComponentArgs(BaseModel):
     def flops_per_token(self, dims: Dims, seq_len: int) -> int:
         raise NotImplementedError(f"{type(self).__name__} has no FLOP count")
 
+    def tp_plan(self, dims: Dims, tp: int) -> Any:
+        """How the built module's parameters shard across ``tp`` tensor-parallel ranks: a
+        :class:`txdsl.sdk.sharding.TPPlan`, or ``None`` (no declaration: replicated)."""
+        return None
+
 
 def linear_params(d_in: int, d_out: int, bias: bool) -> int:
     return d_in * d_out + (d_out if bias else 0)
@@ -145,6 +150,14 @@ class AttentionArgs(ComponentArgs):
         such kinds override this, and ``txdsl show`` reports it."""
         return self.kv_cache_per_token(dims) * seq_len
 
+    def heads_tp_plan(self) -> Any:
+        """The heads split (:func:`txdsl.sdk.sharding.heads_split`) for a kind built on the
+        base :class:`~txdsl.sdk.attention.Attention` whose ``attend`` acts head by head;
+        such a kind returns it from ``tp_plan``."""
+        from .sharding import heads_split
+
+        return heads_split(self.heads, self.n_kv_heads())
+
 
 # ---------------------------------------------------------------- the others
 
@@ -155,6 +168,11 @@ class NormArgs(ComponentArgs):
 
     def flops_per_token(self, dims: Dims, seq_len: int) -> int:
         return 5 * dims.width
+
+    def tp_plan(self, dims: Dims, tp: int) -> Any:
+        from .sharding import REPLICATED
+
+        return REPLICATED  # a norm's input is whole on every rank (no sequence parallelism)
 
 
 class FFNArgs(ComponentArgs):
@@ -185,6 +203,11 @@ class PositionArgs(ComponentArgs):
 
     def flops_per_token(self, dims: Dims, seq_len: int) -> int:
         return 0
+
+    def tp_plan(self, dims: Dims, tp: int) -> Any:
+        from .sharding import REPLICATED
+
+        return REPLICATED  # tables are small; a bias is sliced to each rank's heads at use
 
 
 class HeadArgs(ComponentArgs):
