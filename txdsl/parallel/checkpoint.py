@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed.checkpoint import HuggingFaceStorageReader, HuggingFaceStorageWriter
@@ -32,7 +33,7 @@ def save_sharded(model: nn.Module, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     writer = HuggingFaceStorageWriter(str(path), save_distributed=True)
-    dcp.save(_unique_state(model), storage_writer=writer)
+    dcp.save(_unique_state(model), storage_writer=writer, no_dist=not _distributed())
     return path
 
 
@@ -44,7 +45,8 @@ def load_sharded(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     if not any(path.glob("*.safetensors")):
         raise FileNotFoundError(f"{path}: no safetensors shards (written by save_sharded?)")
     state = _unique_state(model)
-    dcp.load(state, storage_reader=HuggingFaceStorageReader(str(path)))
+    dcp.load(state, storage_reader=HuggingFaceStorageReader(str(path)),
+             no_dist=not _distributed())
     return model
 
 
@@ -57,3 +59,7 @@ def _unique_state(model: nn.Module) -> dict:
             state.pop(name, None)
         seen.add(id(param))
     return state
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()

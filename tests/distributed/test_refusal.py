@@ -1,0 +1,55 @@
+"""An indivisible split is refused from the spec, before any process starts: a located
+error (file:line:col, caret, hint) from ``txdsl check --tp`` and ``show --tp``, and a
+``SpecError`` from :func:`txdsl.parallel.check_parallel` (which ``parallelize`` runs first)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import txdsl
+from txdsl.parallel import check_parallel, model_plan
+
+from dist_specs import GPT2, LLAMA
+
+TWELVE = GPT2.replace("heads = 4", "heads = 12").replace("d_model = 32", "d_model = 48")
+
+
+def txdsl_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "txdsl", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_check_tp_refuses_indivisible_heads_at_the_argument(tmp_path):
+    spec = tmp_path / "twelve.tx"
+    spec.write_text(TWELVE)
+    r = txdsl_cli("check", "--tp", "5", str(spec))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    line = next(i for i, text in enumerate(TWELVE.splitlines(), 1) if "attention =" in text)
+    assert f"{spec}:{line}:" in r.stderr
+    assert "heads (12) is not divisible by the tensor-parallel size (5)" in r.stderr
+    assert "^" in r.stderr and "hint:" in r.stderr
+    assert txdsl_cli("check", "--tp", "4", str(spec)).returncode == 0
+    r = txdsl_cli("show", "--tp", "5", str(spec))
+    assert r.returncode == 1 and "not divisible by the tensor-parallel size (5)" in r.stderr
+
+
+def test_grouped_query_attention_needs_kv_heads_divisible(registry):
+    ir = txdsl.parse(LLAMA)  # heads 4, kv_heads 2
+    check_parallel(ir, registry, tp=2)
+    with pytest.raises(txdsl.SpecError, match=r"kv_heads \(2\) is not divisible by the "
+                                              r"tensor-parallel size \(4\)"):
+        check_parallel(ir, registry, tp=4)
+
+
+def test_an_undeclared_kind_is_replicated_and_explained(registry):
+    spec = GPT2.replace("attention = full(heads: heads)",
+                        "attention = performer(heads: heads, features: 16)")
+    ir = txdsl.parse(spec)
+    entries = {e.path: e for e in model_plan(ir, registry, 2)}
+    performer = entries["decoder.layers.0.attention"]
+    assert performer.plan is None and "replicated" in performer.explain()
+    assert entries["decoder.layers.0.ffn"].plan.styles == {"up": "colwise", "down": "rowwise"}
+    check_parallel(ir, registry, tp=3)  # nothing declared to divide: replicated, accepted
