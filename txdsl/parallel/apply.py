@@ -110,7 +110,7 @@ def _tensor_parallel(model: TxModel, mesh: DeviceMesh, registry: Any) -> None:
             slice_bias_heads(module, e.plan.local["heads"], mesh)
     for path in tied:  # parallelize_module made the head its own copy: one parameter again
         model.get_submodule(path).register_parameter("weight", model.get_submodule(TOKENS).weight)
-    model.tensor_parallel = n  # what new_cache and describe read back
+    model.tensor_parallel = n  # the tensor-parallel size it now runs under
 
 
 def _exists(model: nn.Module, path: str) -> bool:

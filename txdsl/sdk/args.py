@@ -8,6 +8,8 @@ frozen) derived from one of these bases. Besides types, a model may define:
 - ``param_count(dims)``: the exact number of parameters the built module has;
 - ``flops_per_token(dims, seq_len)``: forward FLOPs per token (a multiply-add
   counts 2).
+- ``tp_plan(dims, tp)``: how the built module's parameters split across
+  tensor-parallel ranks (:mod:`txdsl.sdk.sharding`; ``None``: replicated).
 
 Estimates (``txdsl show``) come from these, without allocating anything; a
 test builds every registered component and compares ``param_count`` with the
