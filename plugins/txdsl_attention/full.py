@@ -30,7 +30,7 @@ class FullArgs(AttentionArgs):
     accepts: ClassVar[frozenset[str]] = frozenset({"qk", "bias"})
 
     def tp_plan(self, dims, tp):  # every implementation attends head by head
-        return self.heads_tp_plan()
+        return self.heads_tp_plan(tp)
 
 
 class ReferenceAttention(Attention):

@@ -1,5 +1,6 @@
-"""The tiny specs the distributed tests shard: GPT-2- (tied head), LLaMA- (GQA, RoPE, SwiGLU)
-and T5-shaped (encoder-decoder, bucketed position bias, cross-attention, tied scaled head).
+"""The tiny specs the distributed tests shard: GPT-2- (tied head), LLaMA- (GQA, RoPE, SwiGLU),
+T5-shaped (encoder-decoder, bucketed position bias, cross-attention, tied scaled head) and
+multi-query (K/V replicated under TP).
 Odd vocabularies (97, 101, 67) so the vocabulary split is uneven, as GPT-2's 50257 is."""
 
 GPT2 = """
@@ -77,4 +78,8 @@ model tiny_t5 {
 }
 """
 
-SPECS = {"gpt2": GPT2, "llama": LLAMA, "t5": T5}
+# Multi-query attention (one key/value head, Shazeer 2019): at tp 2 K/V are replicated and
+# each rank keeps the one head.
+MQA = LLAMA.replace("model tiny_llama", "model tiny_mqa").replace("kv_heads = 2", "kv_heads = 1")
+
+SPECS = {"gpt2": GPT2, "llama": LLAMA, "t5": T5, "mqa": MQA}

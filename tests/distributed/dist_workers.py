@@ -33,7 +33,7 @@ def inputs(name: str, seed: int, batch: int = 2, T: int = 12) -> dict:
 
 
 def build_vocab(name: str) -> int:
-    return {"gpt2": 97, "llama": 101, "t5": 67}[name]
+    return {"gpt2": 97, "llama": 101, "t5": 67, "mqa": 101}[name]
 
 
 def loss_of(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,7 +114,7 @@ def two_d(rank: int, world: int, out: Path) -> dict:
     mesh = init_mesh(tp=2, fsdp=world // 2)
     dp_rank = mesh["dp"].get_local_rank()
     results = {}
-    for name in ("gpt2", "llama"):
+    for name in ("gpt2", "llama", "mqa"):
         ref, model = build(name), build(name)
         parallelize(model, mesh, tp="tp", fsdp="dp")
         loss_of(model, inputs(name, seed=10 + dp_rank))[1].backward()

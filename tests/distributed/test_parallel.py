@@ -1,6 +1,6 @@
 """Tensor parallelism, FSDP2 and sharded checkpoints on 2 processes (gloo, CPU), against one
-process: GPT-2- (tied head), LLaMA- (GQA, RoPE, SwiGLU) and T5-shaped (encoder-decoder,
-bucketed bias, cross-attention) tiny specs (``dist_specs``).
+process: GPT-2- (tied head), LLaMA- (GQA, RoPE, SwiGLU), T5-shaped (encoder-decoder,
+bucketed bias, cross-attention) and multi-query (replicated K/V) tiny specs (``dist_specs``).
 
 One spawn runs every 2-process check (``dist_workers.tp_fsdp_checkpoint``) and returns the
 measured differences; each test asserts on its own. 2-D (tp 2 x fsdp 2) spawns 4.
@@ -121,7 +121,7 @@ def test_two_d_tp_by_fsdp_on_four_processes(tmp_path, registry):
 
     ranks = dist_launch.spawn(dist_workers.two_d, 4, tmp_path)
     for rank in ranks:
-        for name in ("gpt2", "llama"):
+        for name in ("gpt2", "llama", "mqa"):
             r = rank[name]
             worst = max(r["grads"], key=r["grads"].get)
             assert r["grads"][worst] < TOL, worst

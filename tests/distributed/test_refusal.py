@@ -36,12 +36,19 @@ def test_check_tp_refuses_indivisible_heads_at_the_argument(tmp_path, registry):
     assert r.returncode == 1 and "not divisible by the tensor-parallel size (5)" in r.stderr
 
 
-def test_grouped_query_attention_needs_kv_heads_divisible(registry):
+def test_grouped_query_attention_splits_or_replicates_kv_heads(registry):
     ir = txdsl.parse(LLAMA)  # heads 4, kv_heads 2
-    check_parallel(ir, registry, tp=2)
+    check_parallel(ir, registry, tp=2)  # kv heads split
+    check_parallel(ir, registry, tp=4)  # 4 ranks, 2 kv heads: K/V replicated, one per rank
+    plan = {e.path: e.plan for e in model_plan(ir, registry, 4)}["decoder.layers.0.attention"]
+    assert plan.kv_replicated == {"k_proj": 2, "v_proj": 2} and plan.fixed == {"kv_heads": 1}
+    assert "k_proj" not in plan.styles
+    six = txdsl.parse(LLAMA.replace("heads = 4", "heads = 6").replace("d_model = 32",
+                                                                      "d_model = 48"))
     with pytest.raises(txdsl.SpecError, match=r"kv_heads \(2\) is not divisible by the "
-                                              r"tensor-parallel size \(4\)"):
-        check_parallel(ir, registry, tp=4)
+                                              r"tensor-parallel size \(3\)") as err:
+        check_parallel(six, registry, tp=3)  # neither divides the other
+    assert "or a multiple of it" in err.value.render()
 
 
 def test_an_undeclared_kind_is_replicated_and_explained(registry):

@@ -4,7 +4,8 @@
    (:func:`txdsl.parallel.plan.model_plan`) goes to ``parallelize_module`` in
    one call; each split module's counted attributes become local
    (``heads``/``kv_heads`` divided by the TP size, so ``view(B, T, heads, -1)``
-   and the decode state see this rank's heads); an attention reading the
+   and the decode state see this rank's heads; replicated K/V keep the head
+   their rank's query heads read); an attention reading the
    stack's position bias gets its rank's heads of it; a tied LM head is
    re-tied to the embedding's new (sharded) parameter, which
    ``parallelize_module`` would otherwise have copied.
@@ -23,7 +24,7 @@ from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from ..runtime import Layer, TxModel
 from .plan import TOKENS, check_parallel, model_plan
-from .styles import parallel_style, slice_bias_heads
+from .styles import parallel_style, slice_bias_heads, take_kv_group
 
 MeshDim = DeviceMesh | str | bool | None
 
@@ -106,6 +107,10 @@ def _tensor_parallel(model: TxModel, mesh: DeviceMesh, registry: Any) -> None:
         module = model.get_submodule(e.path)
         for attr, value in e.plan.local.items():
             setattr(module, attr, value // n)  # this rank's heads
+        for attr, value in e.plan.fixed.items():
+            setattr(module, attr, value)
+        for sub, kv_heads in e.plan.kv_replicated.items():
+            take_kv_group(module.get_submodule(sub), kv_heads, mesh)
         if e.plan.bias_heads and "heads" in e.plan.local:
             slice_bias_heads(module, e.plan.local["heads"], mesh)
     for path in tied:  # parallelize_module made the head its own copy: one parameter again

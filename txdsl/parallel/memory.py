@@ -9,7 +9,8 @@
   this is the peak over ranks. Gradients and an optimizer's states follow the
   parameters' sharding (not counted here).
 - KV cache: each self- and cross-attention decode state of the decoder, the
-  heads split by ``tp`` where the kind declares a heads split (the batch is
+  heads split by ``tp`` where the kind declares a heads split (one head per
+  rank where K/V are replicated: ``kv_heads`` < ``tp``) (the batch is
   not split by FSDP: each data-parallel rank decodes its own rows).
 - activations (training, no recomputation, no sequence parallelism; the
   estimate of :mod:`txdsl.front.estimate` split as Megatron-LM splits it,
@@ -76,7 +77,10 @@ def per_rank(ir: ModelIR, registry: Registry, *, tp: int = 1, fsdp: int = 1, bat
         if fsdp > 1 and shape:
             shape[0] = _chunk(shape[0], fsdp)
         params += math.prod(shape)
-    split = {e.path for e in entries if e.plan is not None and e.plan.local}
+    # attention path -> what its decode state divides by (tp, or kv_heads when K/V are
+    # replicated and each rank keeps one head)
+    split = {e.path: (max(e.plan.kv_replicated.values()) if e.plan.kv_replicated else tp)
+             for e in entries if e.plan is not None and e.plan.local}
     nbytes = DTYPE_BYTES.get(dtype, 4)
     kv, act, seq = _state_and_activations(ir, registry, split, tp, seq_len)
     return RankMemory(tp=tp, fsdp=fsdp, params=params, param_bytes=params * nbytes,
@@ -85,7 +89,7 @@ def per_rank(ir: ModelIR, registry: Registry, *, tp: int = 1, fsdp: int = 1, bat
                       dtype=dtype, replicated=sorted({e.what for e in entries if e.plan is None}))
 
 
-def _state_and_activations(ir: ModelIR, registry: Registry, split: set[str], tp: int,
+def _state_and_activations(ir: ModelIR, registry: Registry, split: dict[str, int], tp: int,
                            seq_len: int | None) -> tuple[int, int, int]:
     """(decode-state elements per sequence, activation elements per token, seq_len)."""
     seq = seq_len or dims_for(ir, registry).context or 1024
@@ -104,7 +108,7 @@ def _state_and_activations(ir: ModelIR, registry: Registry, split: set[str], tp:
                 a = component_args(registry, comp)
                 n = tp if f"{prefix}.{sub}" in split else 1
                 if stack.role == "decoder" and hasattr(a, "state_elements"):
-                    kv += a.state_elements(dims, seq) // n
+                    kv += a.state_elements(dims, seq) // split.get(f"{prefix}.{sub}", 1)
                 act += d + (3 * d + getattr(a, "heads", 1) * seq) // n
             if layer.ffn is not None:
                 hidden = getattr(component_args(registry, layer.ffn), "hidden", 4 * d)

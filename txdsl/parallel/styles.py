@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from torch import nn
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_module, distribute_tensor
 from torch.distributed.tensor.parallel import ColwiseParallel, ParallelStyle, RowwiseParallel
@@ -77,3 +79,35 @@ def slice_bias_heads(module: nn.Module, heads: int, mesh: DeviceMesh) -> None:
         return args, kwargs
 
     module.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+class _TakeHeads(torch.autograd.Function):
+    """Forward: this rank's ``[start, stop)`` channels of a replicated projection's output.
+    Backward: the gradient put back in place (zeros elsewhere) and summed over the
+    tensor-parallel group, so the replicated projection gets the whole gradient (every
+    rank's heads) on every rank."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, start: int, stop: int, group: Any) -> Tensor:
+        ctx.start, ctx.stop, ctx.group, ctx.width = start, stop, group, x.shape[-1]
+        return x[..., start:stop]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        whole = grad.new_zeros(*grad.shape[:-1], ctx.width)
+        whole[..., ctx.start:ctx.stop] = grad
+        dist.all_reduce(whole, group=ctx.group)
+        return whole, None, None, None
+
+
+def take_kv_group(projection: nn.Module, kv_heads: int, mesh: DeviceMesh) -> None:
+    """A replicated K or V projection ``(B, T, kv_heads * hd)`` keeps the head this rank's
+    query heads read: ``rank * kv_heads // tp`` (``tp`` a multiple of ``kv_heads``)."""
+    tp, rank, group = mesh.size(), mesh.get_local_rank(), mesh.get_group()
+    head = rank * kv_heads // tp
+
+    def hook(mod: nn.Module, args: tuple, out: Tensor) -> Tensor:
+        hd = out.shape[-1] // kv_heads
+        return _TakeHeads.apply(out, head * hd, (head + 1) * hd, group)  # (B, T, hd)
+
+    projection.register_forward_hook(hook)

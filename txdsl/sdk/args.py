@@ -152,13 +152,13 @@ class AttentionArgs(ComponentArgs):
         such kinds override this, and ``txdsl show`` reports it."""
         return self.kv_cache_per_token(dims) * seq_len
 
-    def heads_tp_plan(self) -> Any:
-        """The heads split (:func:`txdsl.sdk.sharding.heads_split`) for a kind built on the
-        base :class:`~txdsl.sdk.attention.Attention` whose ``attend`` acts head by head;
-        such a kind returns it from ``tp_plan``."""
+    def heads_tp_plan(self, tp: int = 1) -> Any:
+        """The heads split (:func:`txdsl.sdk.sharding.heads_split`) over ``tp`` ranks for a
+        kind built on the base :class:`~txdsl.sdk.attention.Attention` whose ``attend`` acts
+        head by head; such a kind returns it from ``tp_plan``."""
         from .sharding import heads_split
 
-        return heads_split(self.heads, self.n_kv_heads())
+        return heads_split(self.heads, self.n_kv_heads(), tp)
 
 
 # ---------------------------------------------------------------- the others
