@@ -19,6 +19,7 @@ name (``embedding.tokens.weight``), as safetensors refuses aliased tensors.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch.distributed as dist
@@ -45,8 +46,10 @@ def load_sharded(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     if not any(path.glob("*.safetensors")):
         raise FileNotFoundError(f"{path}: no safetensors shards (written by save_sharded?)")
     state = _unique_state(model)
-    dcp.load(state, storage_reader=HuggingFaceStorageReader(str(path)),
-             no_dist=not _distributed())
+    with warnings.catch_warnings():  # one process is a documented use, not a surprise
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, storage_reader=HuggingFaceStorageReader(str(path)),
+                 no_dist=not _distributed())
     return model
 
 
