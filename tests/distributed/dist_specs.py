@@ -82,4 +82,28 @@ model tiny_t5 {
 # each rank keeps the one head.
 MQA = LLAMA.replace("model tiny_llama", "model tiny_mqa").replace("kv_heads = 2", "kv_heads = 1")
 
-SPECS = {"gpt2": GPT2, "llama": LLAMA, "t5": T5, "mqa": MQA}
+# BERT-shaped with a tied MLM head, which declares no split: the token embedding stays whole.
+BERT = """
+model tiny_bert {
+  vocab = 89
+  d_model = 32
+  heads = 4
+  layers = 2
+  context = 32
+  embedding {
+    tokens = vocab
+    position = learned(max_len: context)
+    token_types = 2
+    norm = layernorm(eps: 1e-12)
+  }
+  encoder(layers) {
+    residual = post
+    norm = layernorm(eps: 1e-12)
+    attention = full(heads: heads)
+    ffn = mlp(hidden: 64, act: gelu)
+  }
+  head = mlm(tied: true)
+}
+"""
+
+SPECS = {"gpt2": GPT2, "llama": LLAMA, "t5": T5, "mqa": MQA, "bert": BERT}

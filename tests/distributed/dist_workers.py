@@ -33,7 +33,7 @@ def inputs(name: str, seed: int, batch: int = 2, T: int = 12) -> dict:
 
 
 def build_vocab(name: str) -> int:
-    return {"gpt2": 97, "llama": 101, "t5": 67, "mqa": 101}[name]
+    return {"gpt2": 97, "llama": 101, "t5": 67, "mqa": 101, "bert": 89}[name]
 
 
 def loss_of(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,13 +74,14 @@ def tp_fsdp_checkpoint(rank: int, world: int, out: Path) -> dict:
         loss.backward()
         r["grads"] = grad_diffs(model, ref)
         r["grad_scale"] = max(p.grad.abs().max().item() for p in ref.parameters())
-        r["tied"] = getattr(model.heads, "lm").weight is model.embedding.tokens.weight
+        r["tied"] = any(p is model.embedding.tokens.weight for p in model.heads.parameters())
         r["param_bytes"] = local_bytes(model)
         prompt = batch["input_ids"][:, :5]
         extra = {"decoder_start_token_id": 0} if name == "t5" else {}
-        with torch.no_grad():
-            r["generate"] = [model.generate(prompt, 6, **extra).tolist(),
-                             ref.generate(prompt, 6, **extra).tolist()]
+        if name != "bert":  # an encoder doesn't generate
+            with torch.no_grad():
+                r["generate"] = [model.generate(prompt, 6, **extra).tolist(),
+                                 ref.generate(prompt, 6, **extra).tolist()]
         # checkpoint: saved from the TP model; loaded into TP and FSDP2 models of another seed
         where = out / f"ckpt_{name}"
         save_sharded(model, where)

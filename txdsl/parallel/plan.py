@@ -6,7 +6,7 @@ so the module paths are the built model's) is asked for its declaration,
 is not a component: it is split over the vocabulary (``RowwiseParallel`` on
 ``nn.Embedding``: each rank looks up its rows, the partial vectors are
 summed), as the LM head's weight is, so a tied head can hold the same
-parameter. Nothing here imports ``torch.distributed``: ``txdsl check --tp``
+parameter; tied to a head without a declaration (``mlm``), it stays whole. Nothing here imports ``torch.distributed``: ``txdsl check --tp``
 runs it on the IR alone.
 """
 
@@ -42,13 +42,27 @@ class Entry:
 def model_plan(ir: ModelIR, registry: Registry, tp: int) -> list[Entry]:
     """Every component's declaration for ``tp`` ranks (errors: :func:`check_parallel`)."""
     entries: list[Entry] = []
-    if ir.embedding.tokens is not None:
-        entries.append(Entry(TOKENS, "token embedding",
-                             TPPlan(styles={"": "vocab_embedding"},
-                                    note="vocabulary-parallel (rows split, lookups summed)")))
+    holders: list[str] = []  # undeclared components holding the token embedding (tied)
+    tied: list[int] = []  # entries of declared ones
     for path, comp, dims in iter_components(ir, registry):
         args = component_args(registry, comp)
-        entries.append(Entry(path, f"{comp.family} '{comp.kind}'", args.tp_plan(dims, tp)))
+        plan = args.tp_plan(dims, tp)
+        if getattr(args, "tied", False) is True:
+            if plan and plan.styles:
+                tied.append(len(entries))
+            else:
+                holders.append(f"{comp.family} '{comp.kind}'")
+        entries.append(Entry(path, f"{comp.family} '{comp.kind}'", plan))
+    for i in tied if holders else ():  # one parameter: whole for all its holders
+        entries[i] = Entry(entries[i].path, entries[i].what,
+                           TPPlan(note="replicated: tied to the token embedding, which "
+                                       f"stays whole for {', '.join(holders)}"))
+    if ir.embedding.tokens is not None:
+        tokens = (TPPlan(note=f"replicated: tied to {', '.join(holders)}, which has no "
+                              "tensor-parallel declaration") if holders else
+                  TPPlan(styles={"": "vocab_embedding"},
+                         note="vocabulary-parallel (rows split, lookups summed)"))
+        entries.insert(0, Entry(TOKENS, "token embedding", tokens))
     return entries
 
 
