@@ -1,4 +1,4 @@
-"""``txdsl check SPEC...``: resolve and validate every model in each file."""
+"""``txdsl check SPEC... [--tp N]``: resolve and validate every model in each file."""
 
 from __future__ import annotations
 

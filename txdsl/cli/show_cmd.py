@@ -1,4 +1,4 @@
-"""``txdsl show SPEC``: a model's shape and resource estimates, as a table or JSON."""
+"""``txdsl show SPEC [--tp N --fsdp M --explain]``: shape and resource estimates (per rank)."""
 
 from __future__ import annotations
 
@@ -93,7 +93,8 @@ def _render_parallel(mem, entries, *, explain: bool) -> str:
              f"    activations     {_bytes(mem.activation_bytes)} (training, batch {mem.batch} "
              f"per rank, seq_len {mem.seq_len})"]
     if mem.replicated:
-        lines.append(f"    replicated (no tensor-parallel declaration): {', '.join(mem.replicated)}")
+        lines.append("    replicated (no tensor-parallel declaration): "
+                     + ", ".join(mem.replicated))
     if explain:
         lines.append("  tensor-parallel plan (every layer of a stack alike: layers.*)")
         shown: list[str] = []

@@ -6,8 +6,9 @@ so the module paths are the built model's) is asked for its declaration,
 is not a component: it is split over the vocabulary (``RowwiseParallel`` on
 ``nn.Embedding``: each rank looks up its rows, the partial vectors are
 summed), as the LM head's weight is, so a tied head can hold the same
-parameter; tied to a head without a declaration (``mlm``), it stays whole. Nothing here imports ``torch.distributed``: ``txdsl check --tp``
-runs it on the IR alone.
+parameter; tied to a head without a declaration (``mlm``), it stays whole.
+Nothing here imports ``torch.distributed``: ``txdsl check --tp`` runs it on
+the IR alone.
 """
 
 from __future__ import annotations
