@@ -74,8 +74,9 @@ def main() -> int:
     rank = dist.get_rank()
     mesh = init_mesh(tp=args.tp, fsdp=world // args.tp, device=device)
     model = txdsl.build(ir, seed=0, device=device).module.train()
-    parallelize(model, mesh, tp="tp" if args.tp > 1 else None,
-                fsdp="dp" if world // args.tp > 1 else None)
+    if world > 1:  # one process: the model as built (the reference run)
+        parallelize(model, mesh, tp="tp" if args.tp > 1 else None,
+                    fsdp="dp" if world // args.tp > 1 else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     data = torch.Generator().manual_seed(1000 + mesh["dp"].get_local_rank())
     vocab = ir.embedding.tokens
