@@ -119,6 +119,9 @@ def _stack(c: _Counter, ir: ModelIR, stack: StackIR, seq: int) -> tuple[int, int
     d = ir.d_model
     params = c.params(stack.position, dims) + c.params(stack.final_norm, dims)
     flops = kv = act = 0
+    if getattr(stack, "halting", None) is not None:  # the halting unit: Linear(d_model, 1)
+        params += d + 1
+        flops += 2 * d * len(stack.layers)
     for layer in stack.layers:
         subs = [x for x in (layer.attention, layer.cross_attention, layer.ffn) if x is not None]
         norms = len(subs) * (2 if layer.residual == "sandwich" else 1)

@@ -14,6 +14,7 @@ from . import syntax as s
 from ..errors import ErrorSink, SpecError, did_you_mean
 from .expr import ComponentValue, Scope, Value, evaluate
 from ..ir import Component, EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
+from .halting import halting as halting_of
 from .patterns import select_layers, sharing
 from .loader import FileScope, Loader
 from .merge import EMBEDDING_FIELDS, STACK_FIELDS, BlockConfig, ModelConfig, Slot, linearize, merge
@@ -284,6 +285,9 @@ class Resolver:
                        layers=tuple(layers),
                        final_norm=self._try(lambda: self._component(f.get("final_norm"), "norm",
                                                                     "final_norm")),
+                       halting=self._try(lambda: halting_of(self._value(f["halting"]),
+                                                            f["halting"], self.scope))
+                       if "halting" in f else None,
                        span=block.span)
 
     def _layer(self, i: int, f: dict[str, Slot], block: BlockConfig) -> LayerIR:
@@ -314,7 +318,23 @@ class Resolver:
             attention = Component(family="attention", kind="?", args={})
         return LayerIR(index=i, residual=residual, norm=norm, attention=attention,
                        cross_attention=comp("cross_attention", "attention"),
-                       ffn=comp("ffn", "ffn"), dropout=dropout, span=block.span)
+                       ffn=comp("ffn", "ffn"), dropout=dropout,
+                       no_position=bool(self._try(lambda: self._no_position(f, block))),
+                       span=block.span)
+
+    def _no_position(self, f: dict[str, Slot], block: BlockConfig) -> bool:
+        """Whether a ``layer[...]`` block set ``position = none`` for this layer (the only
+        per-layer position: the stack builds one scheme, computed once per forward)."""
+        slot = f.get("position")
+        if slot is None or slot is block.fields.get("position"):
+            return False
+        if slot.edits or as_component_value(self._value(slot), slot.value.span,
+                                            "position") is not None:
+            raise SpecError("a layer can only drop the stack's position: position = none",
+                            (slot.edits[-1].span if slot.edits else slot.value.span),
+                            "set the scheme on the stack; layer[...] { position = none } "
+                            "leaves those layers without it (NoPE layers)")
+        return True
 
     # --------------------------------------------------------------- heads
 

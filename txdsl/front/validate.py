@@ -167,7 +167,7 @@ def _position_in_stack(stack: StackIR, registry: Registry, sink: ErrorSink) -> b
         return False
     for layer in stack.layers:
         attn = layer.attention
-        if acts is None or not registry.has("attention", attn.kind):
+        if acts is None or not registry.has("attention", attn.kind) or layer.no_position:
             continue
         accepts = getattr(registry.args("attention", attn.kind), "accepts", frozenset())
         if acts not in accepts:

@@ -9,6 +9,10 @@ attention contract, :mod:`txdsl.sdk.attention`):
 - the :class:`~txdsl.sdk.positions.PositionContext`: rotary tables or the
   score bias for this step's query positions and all key positions;
 - a fresh :class:`~txdsl.sdk.attention.StackState` for what layers pass on.
+
+With ``halting`` (:class:`~txdsl.runtime.universal.AdaptiveComputationTime`) the
+layers are the steps of adaptive computation time (the Universal Transformer):
+the output is the halting-weighted sum of the steps' states.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from .layer import Layer
 
 class Stack(nn.Module):
     def __init__(self, *, role: str, causal: bool, layers: list[Layer],
-                 position: nn.Module | None = None, final_norm: nn.Module | None = None):
+                 position: nn.Module | None = None, final_norm: nn.Module | None = None,
+                 halting: nn.Module | None = None):
         super().__init__()
+        self.halting = halting  # adaptive computation time over the layers, or None
         self.role, self.causal = role, causal
         self.layers = nn.ModuleList(layers)  # a shared layer appears at several indices
         self.position = position
@@ -89,14 +95,23 @@ class Stack(nn.Module):
             x = open_streams(x, state)
 
         hidden: list[Tensor] = []
-        for i, layer in enumerate(self.layers):
+
+        def step(i: int, x: Tensor) -> Tensor:
+            return self.layers[i](
+                x, mask=mask, position=position, memory=memory, memory_mask=cross_mask,
+                cache=cache.self_attention[i] if cache is not None else None,
+                cross_cache=(cache.cross_attention[i]
+                             if cache is not None and cache.cross_attention is not None
+                             else None), state=state)
+
+        if self.halting is not None:
+            real_now = attention_mask[:, -T:].bool() if attention_mask is not None else None
+            x = self.halting(x, len(self.layers), step, real=real_now, state=state,
+                             hidden=hidden if output_hidden_states else None)
+        for i in range(len(self.layers) if self.halting is None else 0):
             if output_hidden_states:
                 hidden.append(x)
-            x = layer(x, mask=mask, position=position, memory=memory, memory_mask=cross_mask,
-                      cache=cache.self_attention[i] if cache is not None else None,
-                      cross_cache=(cache.cross_attention[i]
-                                   if cache is not None and cache.cross_attention is not None
-                                   else None), state=state)
+            x = step(i, x)
         if state.query_stream:  # the query stream is the output (as HF's XLNet)
             x = x[:, x.shape[1] - state.query_stream:]
         if self.final_norm is not None:
