@@ -90,6 +90,8 @@ class Stack(nn.Module):
         position = (PositionContext.build(self.position, positions, k_positions, x.dtype)
                     if self.position is not None else None)
         state = state if state is not None else StackState()
+        if attention_mask is not None:  # this stack's step's real tokens, for components
+            state.inputs = {**state.inputs, "attention_mask": attention_mask[:, -T:]}  # (B, T)
         open_streams = getattr(self.position, "open_streams", None)
         if open_streams is not None:  # XLNet: the query stream's positions follow x's
             x = open_streams(x, state)
@@ -106,6 +108,7 @@ class Stack(nn.Module):
 
         if self.halting is not None:
             real_now = attention_mask[:, -T:].bool() if attention_mask is not None else None
+
             x = self.halting(x, len(self.layers), step, real=real_now, state=state,
                              hidden=hidden if output_hidden_states else None)
         for i in range(len(self.layers) if self.halting is None else 0):
