@@ -159,8 +159,22 @@ class _Builder:
             halting = AdaptiveComputationTime(
                 d_model=dims.width, threshold=halting.threshold, ponder=halting.ponder,
                 timestep=halting.timestep, bias=halting.bias)
+        memory_tokens = None
+        if getattr(stack, "memory_tokens", 0):
+            from ..runtime.memory_tokens import MemoryTokens
+            twins = None
+            if stack.memory_form == "dedicated":  # a memory-update layer per (owning) layer
+                own: dict[int, Layer] = {}
+                twins = []
+                for layer in stack.layers:
+                    j = layer.shares if layer.shares is not None else layer.index
+                    if j not in own:
+                        own[j] = self.layer(stack.layers[j], dims, deepnorm)
+                    twins.append(own[j])
+            memory_tokens = MemoryTokens(size=stack.memory_tokens, d_model=dims.width,
+                                         form=stack.memory_form, memory_layers=twins)
         return Stack(role=stack.role, causal=stack.causal, layers=layers, position=position,
-                     final_norm=final, halting=halting)
+                     final_norm=final, halting=halting, memory_tokens=memory_tokens)
 
     @staticmethod
     def _shared(stack: StackIR, layer: LayerIR, built: dict[int, Layer]) -> Layer:

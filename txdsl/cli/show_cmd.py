@@ -99,6 +99,8 @@ def render(ir: ModelIR, est: Estimate) -> str:
                                                           if e.position else ""))
     for stack in ir.stacks:
         extra = f", position {stack.position}" if stack.position else ""
+        if getattr(stack, "memory_tokens", 0):
+            extra += f", {stack.memory_tokens} memory tokens ({stack.memory_form})"
         if getattr(stack, "halting", None) is not None:
             h = stack.halting
             extra += (f", halting act(threshold: {h.threshold}, ponder: {h.ponder}, "

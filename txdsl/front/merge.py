@@ -26,7 +26,8 @@ BLOCKS = ("embedding", "heads") + STACKS
 EMBEDDING_FIELDS = ("tokens", "patches", "size", "position", "token_types", "norm", "dropout",
                     "scale", "cls_token", "features")
 LAYER_FIELDS = ("residual", "norm", "attention", "cross_attention", "ffn", "dropout")
-STACK_FIELDS = LAYER_FIELDS + ("position", "final_norm", "causal", "share", "halting")
+STACK_FIELDS = LAYER_FIELDS + ("position", "final_norm", "causal", "share", "halting",
+                               "memory_tokens", "memory_form")
 # Set per layer too, with one value: ``position = none`` drops the stack's position there.
 PER_LAYER_ONLY_NONE = ("position",)
 # Words people bring from other libraries, and what the field is called here.

@@ -116,6 +116,9 @@ class _Printer:
         share = _share(st)
         if share is not None:
             body.append(self.assign("share", share))
+        if getattr(st, "memory_tokens", 0):
+            body.append(self.assign("memory_tokens", s.Number(st.memory_tokens)))
+            body.append(self.assign("memory_form", s.Name(st.memory_form)))
         halting = getattr(st, "halting", None)
         if halting is not None:
             body.append(self.assign("halting", s.Call("act", tuple(

@@ -66,6 +66,9 @@ class StackIR(Node):
     layers: tuple[LayerIR, ...]
     final_norm: Component | None = None
     halting: HaltingIR | None = None  # adaptive computation time over the layers (None: all run)
+    # Memory Transformer (Burtsev et al. 2020): learned tokens prepended to the stack's input
+    memory_tokens: NonNegativeInt = 0
+    memory_form: Literal["prepend", "bottleneck", "dedicated"] = "prepend"
     span: Span | None = Field(default=None, exclude=True, repr=False)
 
 

@@ -30,8 +30,9 @@ from .layer import Layer
 class Stack(nn.Module):
     def __init__(self, *, role: str, causal: bool, layers: list[Layer],
                  position: nn.Module | None = None, final_norm: nn.Module | None = None,
-                 halting: nn.Module | None = None):
+                 halting: nn.Module | None = None, memory_tokens: nn.Module | None = None):
         super().__init__()
+        self.memory_tokens = memory_tokens  # MemoryTokens (memory_tokens.py), or None
         self.halting = halting  # adaptive computation time over the layers, or None
         self.role, self.causal = role, causal
         self.layers = nn.ModuleList(layers)  # a shared layer appears at several indices
@@ -59,6 +60,12 @@ class Stack(nn.Module):
         reads the auxiliary losses back; default: a fresh one). Returns the output
         and, on request, every layer's input followed by the output (after the
         final norm)."""
+        memory_tokens = self.memory_tokens
+        if memory_tokens is not None:
+            if cache is not None or documents is not None:
+                raise ValueError("memory tokens don't run with a decode cache or packed "
+                                 "documents yet: call without past_key_values/document_ids")
+            x, positions, attention_mask = memory_tokens.prepend(x, positions, attention_mask)
         B, T = x.shape[:2]
         real = attention_mask[:, -T:].bool() if attention_mask is not None else None
         # Data-dependent checks only in eager mode on real tensors (not compiling, not meta).
@@ -85,6 +92,9 @@ class Stack(nn.Module):
             mask = AttentionMask(causal=self.causal, q_slots=slots,
                                  key_padding=cache.key_padding if hide else None)
             k_positions = cache.key_positions
+        if memory_tokens is not None and memory_tokens.form == "bottleneck":
+            mask = mask.with_pattern(("memory_bottleneck", memory_tokens.size),
+                                     memory_tokens.bottleneck())
         cross_mask = AttentionMask(key_padding=memory_mask.bool() if memory_mask is not None
                                    else None, cross=True)
         position = (PositionContext.build(self.position, positions, k_positions, x.dtype)
@@ -99,12 +109,14 @@ class Stack(nn.Module):
         hidden: list[Tensor] = []
 
         def step(i: int, x: Tensor) -> Tensor:
-            return self.layers[i](
-                x, mask=mask, position=position, memory=memory, memory_mask=cross_mask,
-                cache=cache.self_attention[i] if cache is not None else None,
-                cross_cache=(cache.cross_attention[i]
-                             if cache is not None and cache.cross_attention is not None
-                             else None), state=state)
+            kw = dict(mask=mask, position=position, memory=memory, memory_mask=cross_mask,
+                      cache=cache.self_attention[i] if cache is not None else None,
+                      cross_cache=(cache.cross_attention[i]
+                                   if cache is not None and cache.cross_attention is not None
+                                   else None), state=state)
+            if memory_tokens is not None:
+                return memory_tokens.step(i, self.layers[i], x, **kw)
+            return self.layers[i](x, **kw)
 
         if self.halting is not None:
             real_now = attention_mask[:, -T:].bool() if attention_mask is not None else None
@@ -115,6 +127,9 @@ class Stack(nn.Module):
             if output_hidden_states:
                 hidden.append(x)
             x = step(i, x)
+        if memory_tokens is not None:  # heads and losses never see the memory
+            x = x[:, memory_tokens.size:]
+            hidden = [h[:, memory_tokens.size:] for h in hidden]
         if state.query_stream:  # the query stream is the output (as HF's XLNet)
             x = x[:, x.shape[1] - state.query_stream:]
         if self.final_norm is not None:
