@@ -1,8 +1,8 @@
 """The Universal Transformer (Dehghani et al. 2019): adaptive computation time over a
 shared layer, against the ACT equations written per position (Graves 2016), one step
 and no halting == one layer, the ponder cost (padding excluded) in ``aux_losses``,
-decoding == the full forward, one ``aot_eager`` fullgraph graph, one inductor build
-(slow), located errors, the spec and the copy-task bar."""
+decoding == the full forward, one ``aot_eager`` fullgraph graph (the family's inductor
+build: tests/runtime/test_catalogue_inductor.py), located errors, the spec and the copy-task bar."""
 
 from __future__ import annotations
 
@@ -134,18 +134,6 @@ def test_decoding_equals_the_full_forward_and_compiles(ut):
     assert ut.decoder.halting.halting_weight.grad.abs().sum() > 0
     ut.zero_grad(set_to_none=True)
     ut.eval()
-
-
-@pytest.mark.slow
-def test_inductor_forward_and_backward():
-    model = build(steps=2)  # each step is unrolled into the graph: keep it short
-    compiled = torch.compile(model.train(), backend="inductor")
-    ids = torch.randint(0, 40, (2, 8))
-    out = compiled(input_ids=ids)
-    eager = model(input_ids=ids)
-    torch.testing.assert_close(out.logits, eager.logits, atol=1e-4, rtol=1e-4)
-    (out.logits.square().mean() + out.aux_loss).backward()
-    assert model.decoder.halting.halting_weight.grad is not None
 
 
 @pytest.mark.parametrize("halting,expect", [
