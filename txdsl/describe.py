@@ -204,7 +204,8 @@ def _position(registry: Registry, model: type) -> dict[str, Any]:
     where = ("the embedding block" if acts == "embedding"
              else "an encoder/decoder block" if acts else None)
     users = [k for k in registry.kinds("attention")
-             if acts in getattr(registry.args("attention", k), "accepts", ())]
+             if acts in getattr(registry.args("attention", k), "accepts", ())
+             and _pair(registry, k, model)]
     return {"acts": acts, "acts_doc": ACTS.get(acts) if acts else None, "written_in": where,
             "accepted_by": users if acts and acts != "embedding" else None}
 
@@ -212,8 +213,28 @@ def _position(registry: Registry, model: type) -> dict[str, Any]:
 def _attention(registry: Registry, model: type) -> dict[str, Any]:
     accepts = sorted(getattr(model, "accepts", ()) or ())
     takes = [k for k in registry.kinds("position")
-             if getattr(registry.args("position", k), "acts", None) in accepts]
+             if getattr(registry.args("position", k), "acts", None) in accepts
+             and k in (getattr(model, "positions", None) or (k,))
+             and _serves(registry.args("position", k), model, registry)]
     return {"accepts": accepts, "positions": takes}
+
+
+def _pair(registry: Registry, attention: str, position: type) -> bool:
+    """Kinds may name their partners (``positions`` on attention args, ``attentions`` on
+    position args; validation refuses other pairs): Shaw and CoPE pair with ``relative``."""
+    serves = getattr(position, "attentions", None)
+    takes = getattr(registry.args("attention", attention), "positions", None)
+    name = next((k for k in registry.kinds("position") if registry.args("position", k)
+                 is position), None)
+    return (serves is None or attention in serves) and (takes is None or name in takes)
+
+
+def _serves(position: type, attention: type, registry: Registry) -> bool:
+    serves = getattr(position, "attentions", None)
+    if serves is None:
+        return True
+    return any(registry.args("attention", k) is attention for k in serves
+               if registry.has("attention", k))
 
 
 def kinds_with_arguments(registry: Registry) -> dict[str, dict[str, list[dict[str, Any]]]]:

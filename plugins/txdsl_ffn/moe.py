@@ -13,7 +13,9 @@ training; later tokens (all first choices before any second choice, as in
 GShard) are dropped for that expert: they contribute nothing and pass through
 the residual. The load-balancing loss (Switch eq. 4-6)
 ``balance_weight * experts * sum_e f_e P_e`` (f_e: share of top-k
-assignments, P_e: mean router probability, over the batch's tokens) and the
+assignments, P_e: mean router probability, over the batch's real tokens: padding
+excluded by the stack's ``StackState.inputs["attention_mask"]``, as Hugging Face's
+``load_balancing_loss_func(..., attention_mask)``) and the
 router z-loss (Zoph et al. 2022) ``z_weight * mean(logsumexp(logits)^2)`` are
 added to the stack's auxiliary losses (``load_balancing``, ``router_z``).
 
@@ -140,8 +142,15 @@ class MixtureOfExperts(nn.Module):
             out = out + combine[..., e, None].to(x.dtype) * expert(x)
         if state is not None and self.balance_weight > 0:
             E = len(self.experts)
-            f = assigned.flatten(0, 1).mean(dim=0)  # (E,): share of tokens sent to e
-            p = probs.flatten(0, 1).mean(dim=0)  # (E,): mean router probability
+            real = state.inputs.get("attention_mask")  # (B, T) 1 = real token, or absent
+            if real is None:
+                f = assigned.flatten(0, 1).mean(dim=0)  # (E,): share of tokens sent to e
+                p = probs.flatten(0, 1).mean(dim=0)  # (E,): mean router probability
+            else:  # padding excluded, as HF's load_balancing_loss_func(attention_mask=...)
+                keep = real.to(probs.dtype).flatten()[:, None]  # (B*T, 1)
+                n = keep.sum().clamp(min=1)
+                f = (assigned.flatten(0, 1) * keep).sum(dim=0) / n
+                p = (probs.flatten(0, 1) * keep).sum(dim=0) / n
             state.add_loss("load_balancing", self.balance_weight * E * (f * p).sum())
         if state is not None and self.z_weight > 0:
             z = torch.logsumexp(logits, dim=-1).pow(2).mean()

@@ -1,5 +1,6 @@
 """One real inductor forward and backward over the issue-11 kinds together (moe, persistent
-memory, rope yarn scaling, deepnorm), compared with eager: the one slow test of the family."""
+memory, rope yarn scaling, deepnorm, ACT halting over a shared layer, memory tokens), compared
+with eager: the one slow test of the family."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ model issue11_tiny {
     position = rope(scaling: yarn, factor: 2.0, original_context: 16)
     attention = persistent(heads: heads, memory: 4)
     ffn = moe(hidden: 32, experts: 4, top_k: 2, capacity_factor: 1.0)
+    share = all; halting = act(threshold: 0.9); memory_tokens = 2
   }
   head = lm
 }

@@ -123,7 +123,8 @@ class _Builder:
         module = Layer(residual=layer.residual, attention=build(layer.attention),
                        cross_attention=build(layer.cross_attention), ffn=build(layer.ffn),
                        norm=(lambda: build(norm)) if norm is not None else None,
-                       dropout=layer.dropout, alpha=deepnorm[0])
+                       dropout=layer.dropout, alpha=deepnorm[0],
+                       uses_position=not getattr(layer, "no_position", False))
         if layer.residual == "deepnorm":
             module.deepnorm_beta = deepnorm[1]  # construct() initialises with it
         return module
@@ -152,8 +153,28 @@ class _Builder:
             built[i] = module
             layers.append(module)
         final = self.component(stack.final_norm, dims) if stack.final_norm else None
+        halting = getattr(stack, "halting", None)
+        if halting is not None:
+            from ..runtime.universal import AdaptiveComputationTime
+            halting = AdaptiveComputationTime(
+                d_model=dims.width, threshold=halting.threshold, ponder=halting.ponder,
+                timestep=halting.timestep, bias=halting.bias)
+        memory_tokens = None
+        if getattr(stack, "memory_tokens", 0):
+            from ..runtime.memory_tokens import MemoryTokens
+            twins = None
+            if stack.memory_form == "dedicated":  # a memory-update layer per (owning) layer
+                own: dict[int, Layer] = {}
+                twins = []
+                for layer in stack.layers:
+                    j = layer.shares if layer.shares is not None else layer.index
+                    if j not in own:
+                        own[j] = self.layer(stack.layers[j], dims, deepnorm)
+                    twins.append(own[j])
+            memory_tokens = MemoryTokens(size=stack.memory_tokens, d_model=dims.width,
+                                         form=stack.memory_form, memory_layers=twins)
         return Stack(role=stack.role, causal=stack.causal, layers=layers, position=position,
-                     final_norm=final)
+                     final_norm=final, halting=halting, memory_tokens=memory_tokens)
 
     @staticmethod
     def _shared(stack: StackIR, layer: LayerIR, built: dict[int, Layer]) -> Layer:

@@ -126,16 +126,17 @@ def _layer_summary(stack) -> list[str]:
     out, run = [], []
     for layer in stack.layers:
         key = (layer.residual, str(layer.norm), str(layer.attention), str(layer.cross_attention),
-               str(layer.ffn))
+               str(layer.ffn), getattr(layer, "no_position", False))
         if run and run[-1][0] == key:
             run[-1][1].append(layer.index)
         else:
             run.append((key, [layer.index]))
-    for (residual, norm, attn, cross, ffn), idx in run:
+    for (residual, norm, attn, cross, ffn, nope), idx in run:
         where = f"{idx[0]}" if len(idx) == 1 else f"{idx[0]}..{idx[-1]}"
         shared = " (shared)" if any(stack.layers[i].shares is not None for i in idx) else ""
         parts = [f"attention {attn}"] + ([f"cross {cross}"] if cross != "None" else [])
         parts += [f"ffn {ffn}" if ffn != "None" else "no ffn", f"norm {norm} ({residual})"]
+        parts += ["no position"] if nope else []
         out.append(f"    layer {where:<8} " + "; ".join(parts) + shared)
     return out
 
@@ -149,6 +150,12 @@ def render(ir: ModelIR, est: Estimate) -> str:
                                                           if e.position else ""))
     for stack in ir.stacks:
         extra = f", position {stack.position}" if stack.position else ""
+        if getattr(stack, "memory_tokens", 0):
+            extra += f", {stack.memory_tokens} memory tokens ({stack.memory_form})"
+        if getattr(stack, "halting", None) is not None:
+            h = stack.halting
+            extra += (f", halting act(threshold: {h.threshold}, ponder: {h.ponder}, "
+                      f"timestep: {str(h.timestep).lower()}) over at most {len(stack.layers)} steps")
         lines.append(f"  {stack.role:<11} {len(stack.layers)} layers, "
                      f"{'causal' if stack.causal else 'bidirectional'}{extra}")
         lines += _layer_summary(stack)

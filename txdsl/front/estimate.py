@@ -119,11 +119,19 @@ def _stack(c: _Counter, ir: ModelIR, stack: StackIR, seq: int) -> tuple[int, int
     d = ir.d_model
     params = c.params(stack.position, dims) + c.params(stack.final_norm, dims)
     flops = kv = act = 0
+    mem = getattr(stack, "memory_tokens", 0)
+    dedicated = mem and stack.memory_form == "dedicated"
+    params += mem * d  # the memory tokens
+    if getattr(stack, "halting", None) is not None:  # the halting unit: Linear(d_model, 1)
+        params += d + 1
+        flops += 2 * d * len(stack.layers)
     for layer in stack.layers:
         subs = [x for x in (layer.attention, layer.cross_attention, layer.ffn) if x is not None]
         norms = len(subs) * (2 if layer.residual == "sandwich" else 1)
         if layer.shares is None:
             params += sum(c.params(x, dims) for x in subs) + norms * c.params(layer.norm, dims)
+            if dedicated:  # the layer's memory-update twin
+                params += sum(c.params(x, dims) for x in subs) + norms * c.params(layer.norm, dims)
         flops += sum(c.flops(x, dims, seq) for x in subs) + norms * c.flops(layer.norm, dims, seq)
         for attn in (layer.attention, layer.cross_attention):
             if attn is None:

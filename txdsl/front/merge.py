@@ -26,7 +26,10 @@ BLOCKS = ("embedding", "heads") + STACKS
 EMBEDDING_FIELDS = ("tokens", "patches", "size", "position", "token_types", "norm", "dropout",
                     "scale", "cls_token", "features")
 LAYER_FIELDS = ("residual", "norm", "attention", "cross_attention", "ffn", "dropout")
-STACK_FIELDS = LAYER_FIELDS + ("position", "final_norm", "causal", "share")
+STACK_FIELDS = LAYER_FIELDS + ("position", "final_norm", "causal", "share", "halting",
+                               "memory_tokens", "memory_form")
+# Set per layer too, with one value: ``position = none`` drops the stack's position there.
+PER_LAYER_ONLY_NONE = ("position",)
 # Words people bring from other libraries, and what the field is called here.
 SYNONYMS = {"vocab": "tokens", "vocab_size": "tokens", "num_tokens": "tokens",
             "mlp": "ffn", "feed_forward": "ffn", "feedforward": "ffn", "ff": "ffn",
@@ -226,7 +229,7 @@ def _check_layer_block(block: s.LayerBlock, sink: ErrorSink) -> s.LayerBlock:
     for stmt in block.body:
         if isinstance(stmt, (s.Block, s.LayerBlock)):
             sink.add(SpecError("blocks can't nest inside layer[...]", stmt.span))
-        elif stmt.target[0] not in LAYER_FIELDS:
+        elif stmt.target[0] not in LAYER_FIELDS + PER_LAYER_ONLY_NONE:
             name = stmt.target[0]
             if name in STACK_FIELDS:
                 sink.add(SpecError(f"'{name}' is set per stack, not per layer", stmt.span,

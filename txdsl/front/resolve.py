@@ -14,6 +14,7 @@ from . import syntax as s
 from ..errors import ErrorSink, SpecError, did_you_mean
 from .expr import ComponentValue, Scope, Value, evaluate
 from ..ir import Component, EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
+from .halting import halting as halting_of
 from .patterns import select_layers, sharing
 from .loader import FileScope, Loader
 from .merge import EMBEDDING_FIELDS, STACK_FIELDS, BlockConfig, ModelConfig, Slot, linearize, merge
@@ -23,6 +24,10 @@ from .validate import validate
 from .values import as_bool, as_component_value, as_float, as_int, as_symbol, to_component
 
 RESIDUALS = ("pre", "post", "sandwich", "deepnorm")
+MEMORY_FORMS = ("prepend", "bottleneck", "dedicated")  # Burtsev et al. 2020
+# Attention kinds that apply every predicate of the mask (reference, SDPA with a dense
+# mask, FlexAttention); another kind opts in with ``takes_mask_patterns = True``.
+MASK_PATTERN_KINDS = ("full", "relative", "persistent")
 FIELD_HOME = {**{f: "the encoder/decoder block" for f in STACK_FIELDS},
               **{f: "the embedding block" for f in EMBEDDING_FIELDS}}
 
@@ -278,12 +283,24 @@ class Resolver:
         share = f.get("share")
         if share is not None:
             layers = self._try(lambda: sharing(self._value(share), share, layers)) or layers
+        if "memory_form" in f:
+            self._try(lambda: self._memory_bottleneck(f, layers, causal))
         return StackIR(role=block.name, causal=causal if causal is not None else causal_default,
                        position=self._try(lambda: self._component(f.get("position"), "position",
                                                                   "position")),
                        layers=tuple(layers),
                        final_norm=self._try(lambda: self._component(f.get("final_norm"), "norm",
                                                                     "final_norm")),
+                       halting=self._try(lambda: halting_of(self._value(f["halting"]),
+                                                            f["halting"], self.scope))
+                       if "halting" in f else None,
+                       memory_tokens=self._try(lambda: as_int(
+                           self._value(f["memory_tokens"]), f["memory_tokens"].value.span,
+                           "memory_tokens", 0, self.scope)) or 0 if "memory_tokens" in f else 0,
+                       memory_form=self._try(lambda: as_symbol(
+                           self._value(f["memory_form"]), f["memory_form"].value.span,
+                           "memory_form", MEMORY_FORMS)) or "prepend"
+                       if "memory_form" in f else "prepend",
                        span=block.span)
 
     def _layer(self, i: int, f: dict[str, Slot], block: BlockConfig) -> LayerIR:
@@ -314,7 +331,44 @@ class Resolver:
             attention = Component(family="attention", kind="?", args={})
         return LayerIR(index=i, residual=residual, norm=norm, attention=attention,
                        cross_attention=comp("cross_attention", "attention"),
-                       ffn=comp("ffn", "ffn"), dropout=dropout, span=block.span)
+                       ffn=comp("ffn", "ffn"), dropout=dropout,
+                       no_position=bool(self._try(lambda: self._no_position(f, block))),
+                       span=block.span)
+
+    def _memory_bottleneck(self, f: dict[str, Slot], layers: list[LayerIR], causal) -> None:
+        """``memory_form = bottleneck`` is a mask pattern: it needs a bidirectional stack
+        and attention kinds that apply the whole mask (``MASK_PATTERN_KINDS``)."""
+        slot = f["memory_form"]
+        if as_symbol(self._value(slot), slot.value.span, "memory_form",
+                     MEMORY_FORMS) != "bottleneck":
+            return
+        if causal:
+            raise SpecError("memory_form = bottleneck needs a bidirectional stack: under a "
+                            "causal mask the memory, placed first, sees none of the sequence",
+                            slot.value.span, "set causal = false, or memory_form = prepend")
+        for layer in layers:
+            kind = layer.attention.kind
+            takes = getattr(self.registry.args("attention", kind), "takes_mask_patterns", None) \
+                if self.registry.has("attention", kind) else True
+            if kind not in MASK_PATTERN_KINDS and not takes:
+                raise SpecError(f"memory_form = bottleneck is a mask, and attention '{kind}' "
+                                f"(layer {layer.index}) can't take a custom mask",
+                                slot.value.span, "use full or relative attention, or "
+                                "memory_form = prepend")
+
+    def _no_position(self, f: dict[str, Slot], block: BlockConfig) -> bool:
+        """Whether a ``layer[...]`` block set ``position = none`` for this layer (the only
+        per-layer position: the stack builds one scheme, computed once per forward)."""
+        slot = f.get("position")
+        if slot is None or slot is block.fields.get("position"):
+            return False
+        if slot.edits or as_component_value(self._value(slot), slot.value.span,
+                                            "position") is not None:
+            raise SpecError("a layer can only drop the stack's position: position = none",
+                            (slot.edits[-1].span if slot.edits else slot.value.span),
+                            "set the scheme on the stack; layer[...] { position = none } "
+                            "leaves those layers without it (NoPE layers)")
+        return True
 
     # --------------------------------------------------------------- heads
 

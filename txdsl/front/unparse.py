@@ -116,6 +116,14 @@ class _Printer:
         share = _share(st)
         if share is not None:
             body.append(self.assign("share", share))
+        if getattr(st, "memory_tokens", 0):
+            body.append(self.assign("memory_tokens", s.Number(st.memory_tokens)))
+            body.append(self.assign("memory_form", s.Name(st.memory_form)))
+        halting = getattr(st, "halting", None)
+        if halting is not None:
+            body.append(self.assign("halting", s.Call("act", tuple(
+                s.Arg(k, self.value(v)) for k, v in halting.model_dump().items()
+                if k != "kind"))))
         groups: dict[tuple, list[int]] = {}
         for layer in st.layers[1:]:
             diff = tuple((k, v) for k, v in self.fields(layer).items() if v != first[k])
@@ -124,6 +132,10 @@ class _Printer:
         for diff, idx in groups.items():
             sel = tuple(s.Index(s.Number(i)) for i in idx)
             body.append(s.LayerBlock(sel, tuple(self.assign(k, v) for k, v in diff)))
+        nope = tuple(s.Index(s.Number(layer.index)) for layer in st.layers
+                     if getattr(layer, "no_position", False))
+        if nope:
+            body.append(s.LayerBlock(nope, (self.assign("position", s.Name("none")),)))
         return s.Block(st.role, s.Number(len(st.layers)), tuple(body))
 
 

@@ -167,7 +167,7 @@ def _position_in_stack(stack: StackIR, registry: Registry, sink: ErrorSink) -> b
         return False
     for layer in stack.layers:
         attn = layer.attention
-        if acts is None or not registry.has("attention", attn.kind):
+        if acts is None or not registry.has("attention", attn.kind) or layer.no_position:
             continue
         accepts = getattr(registry.args("attention", attn.kind), "accepts", frozenset())
         if acts not in accepts:
@@ -179,7 +179,29 @@ def _position_in_stack(stack: StackIR, registry: Registry, sink: ErrorSink) -> b
                 + (f" ({note})" if (note := getattr(registry.args("attention", attn.kind),
                                                      "position_note", "")) else "")))
             return False
+        if not _kinds_pair(attn.kind, pos.kind, registry):
+            sink.add(SpecError(
+                f"attention '{attn.kind}' (layer {layer.index}) can't use position "
+                f"'{pos.kind}': they don't share the form of their score terms", pos.span,
+                _pairing_hint(attn.kind, pos.kind, registry)))
+            return False
     return True
+
+
+def _kinds_pair(attn: str, pos: str, registry: Registry) -> bool:
+    """A kind may name the kinds it pairs with (``positions`` on attention args,
+    ``attentions`` on position args): Shaw and CoPE terms only ``relative`` takes."""
+    takes = getattr(registry.args("attention", attn), "positions", None)
+    serves = getattr(registry.args("position", pos), "attentions", None)
+    return (takes is None or pos in takes) and (serves is None or attn in serves)
+
+
+def _pairing_hint(attn: str, pos: str, registry: Registry) -> str:
+    serves = getattr(registry.args("position", pos), "attentions", None)
+    if serves is not None and attn not in serves:
+        return f"'{pos}' pairs with attention: {', '.join(sorted(serves))}"
+    takes = getattr(registry.args("attention", attn), "positions", None) or ()
+    return f"'{attn}' takes the positions: {', '.join(sorted(takes))}"
 
 
 def _cross_attention(ir: ModelIR, stack: StackIR, sink: ErrorSink) -> None:

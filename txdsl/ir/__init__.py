@@ -5,7 +5,7 @@ hashable, with every layer explicit. See :class:`ModelIR`.
 """
 
 from .component import Component
-from .model import EmbeddingIR, HeadIR, LayerIR, ModelIR, StackIR
+from .model import EmbeddingIR, HaltingIR, HeadIR, LayerIR, ModelIR, StackIR
 from .node import Node
 
-__all__ = ["Component", "EmbeddingIR", "HeadIR", "LayerIR", "ModelIR", "Node", "StackIR"]
+__all__ = ["Component", "EmbeddingIR", "HaltingIR", "HeadIR", "LayerIR", "ModelIR", "Node", "StackIR"]

@@ -40,7 +40,21 @@ class LayerIR(Node):
     ffn: Component | None = None  # None: an attention-only layer
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # on each sublayer's output
     shares: NonNegativeInt | None = None  # reuse the parameters of this earlier layer
+    no_position: bool = False  # `layer[...] { position = none }`: the stack's position skips it
     span: Span | None = Field(default=None, exclude=True, repr=False)
+
+
+class HaltingIR(Node):
+    """``halting = act(...)``: adaptive computation time over the stack's layers (the
+    Universal Transformer, Dehghani et al. 2019; Graves 2016): a per-position halting
+    unit, the output a weighted sum of the steps' states, the ponder cost an auxiliary
+    loss. The layer count is the maximum number of steps."""
+
+    kind: Literal["act"] = "act"
+    threshold: float = Field(default=0.99, gt=0.0, le=1.0)  # halt once sum p > threshold (1 - eps)
+    ponder: float = Field(default=0.01, ge=0.0)  # the ponder cost's weight (tau)
+    timestep: bool = True  # add the sinusoidal signal of the step to the state (P^t)
+    bias: float = 1.0  # the halting unit's initial bias (tensor2tensor's act_halting_bias_init)
 
 
 class StackIR(Node):
@@ -51,6 +65,10 @@ class StackIR(Node):
     position: Component | None = None  # acts inside attention (rope, alibi, t5 bias, ...)
     layers: tuple[LayerIR, ...]
     final_norm: Component | None = None
+    halting: HaltingIR | None = None  # adaptive computation time over the layers (None: all run)
+    # Memory Transformer (Burtsev et al. 2020): learned tokens prepended to the stack's input
+    memory_tokens: NonNegativeInt = 0
+    memory_form: Literal["prepend", "bottleneck", "dedicated"] = "prepend"
     span: Span | None = Field(default=None, exclude=True, repr=False)
 
 

@@ -32,10 +32,12 @@ class Layer(nn.Module):
     def __init__(self, *, residual: Residual, attention: nn.Module,
                  cross_attention: nn.Module | None = None, ffn: nn.Module | None = None,
                  norm: Callable[[], nn.Module] | None = None, dropout: float = 0.0,
-                 alpha: float = 1.0):
+                 alpha: float = 1.0, uses_position: bool = True):
         """``norm``: a factory giving a fresh norm instance (``None``: no norms);
-        ``alpha``: deepnorm's residual scale."""
+        ``alpha``: deepnorm's residual scale; ``uses_position``: false for a layer
+        whose attention ignores the stack's position (``layer[...] { position = none }``)."""
         super().__init__()
+        self.uses_position = uses_position
         if residual not in ("pre", "post", "sandwich", "deepnorm"):
             raise ValueError(f"residual must be pre, post, sandwich or deepnorm, not {residual!r}")
         self.residual, self.alpha = residual, alpha
@@ -65,6 +67,8 @@ class Layer(nn.Module):
                 cache: Any = None, cross_cache: Any = None,
                 state: StackState | None = None) -> Tensor:
         # x: (B, T, d_model); memory: (B, S, d_model), the encoder's output
+        if not self.uses_position:
+            position = None
         x = self._residual(x, "attention", lambda h: self.attention(
             h, None, mask=mask, position=position, cache=cache, state=state))
         if self.cross_attention is not None:

@@ -9,6 +9,10 @@ attention contract, :mod:`txdsl.sdk.attention`):
 - the :class:`~txdsl.sdk.positions.PositionContext`: rotary tables or the
   score bias for this step's query positions and all key positions;
 - a fresh :class:`~txdsl.sdk.attention.StackState` for what layers pass on.
+
+With ``halting`` (:class:`~txdsl.runtime.universal.AdaptiveComputationTime`) the
+layers are the steps of adaptive computation time (the Universal Transformer):
+the output is the halting-weighted sum of the steps' states.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from .layer import Layer
 
 class Stack(nn.Module):
     def __init__(self, *, role: str, causal: bool, layers: list[Layer],
-                 position: nn.Module | None = None, final_norm: nn.Module | None = None):
+                 position: nn.Module | None = None, final_norm: nn.Module | None = None,
+                 halting: nn.Module | None = None, memory_tokens: nn.Module | None = None):
         super().__init__()
+        self.memory_tokens = memory_tokens  # MemoryTokens (memory_tokens.py), or None
+        self.halting = halting  # adaptive computation time over the layers, or None
         self.role, self.causal = role, causal
         self.layers = nn.ModuleList(layers)  # a shared layer appears at several indices
         self.position = position
@@ -53,6 +60,12 @@ class Stack(nn.Module):
         reads the auxiliary losses back; default: a fresh one). Returns the output
         and, on request, every layer's input followed by the output (after the
         final norm)."""
+        memory_tokens = self.memory_tokens
+        if memory_tokens is not None:
+            if cache is not None or documents is not None:
+                raise ValueError("memory tokens don't run with a decode cache or packed "
+                                 "documents yet: call without past_key_values/document_ids")
+            x, positions, attention_mask = memory_tokens.prepend(x, positions, attention_mask)
         B, T = x.shape[:2]
         real = attention_mask[:, -T:].bool() if attention_mask is not None else None
         # Data-dependent checks only in eager mode on real tensors (not compiling, not meta).
@@ -79,24 +92,44 @@ class Stack(nn.Module):
             mask = AttentionMask(causal=self.causal, q_slots=slots,
                                  key_padding=cache.key_padding if hide else None)
             k_positions = cache.key_positions
+        if memory_tokens is not None and memory_tokens.form == "bottleneck":
+            mask = mask.with_pattern(("memory_bottleneck", memory_tokens.size),
+                                     memory_tokens.bottleneck())
         cross_mask = AttentionMask(key_padding=memory_mask.bool() if memory_mask is not None
                                    else None, cross=True)
         position = (PositionContext.build(self.position, positions, k_positions, x.dtype)
                     if self.position is not None else None)
         state = state if state is not None else StackState()
+        if attention_mask is not None:  # this stack's step's real tokens, for components
+            state.inputs = {**state.inputs, "attention_mask": attention_mask[:, -T:]}  # (B, T)
         open_streams = getattr(self.position, "open_streams", None)
         if open_streams is not None:  # XLNet: the query stream's positions follow x's
             x = open_streams(x, state)
 
         hidden: list[Tensor] = []
-        for i, layer in enumerate(self.layers):
-            if output_hidden_states:
-                hidden.append(x)
-            x = layer(x, mask=mask, position=position, memory=memory, memory_mask=cross_mask,
+
+        def step(i: int, x: Tensor) -> Tensor:
+            kw = dict(mask=mask, position=position, memory=memory, memory_mask=cross_mask,
                       cache=cache.self_attention[i] if cache is not None else None,
                       cross_cache=(cache.cross_attention[i]
                                    if cache is not None and cache.cross_attention is not None
                                    else None), state=state)
+            if memory_tokens is not None:
+                return memory_tokens.step(i, self.layers[i], x, **kw)
+            return self.layers[i](x, **kw)
+
+        if self.halting is not None:
+            real_now = attention_mask[:, -T:].bool() if attention_mask is not None else None
+
+            x = self.halting(x, len(self.layers), step, real=real_now, state=state,
+                             hidden=hidden if output_hidden_states else None)
+        for i in range(len(self.layers) if self.halting is None else 0):
+            if output_hidden_states:
+                hidden.append(x)
+            x = step(i, x)
+        if memory_tokens is not None:  # heads and losses never see the memory
+            x = x[:, memory_tokens.size:]
+            hidden = [h[:, memory_tokens.size:] for h in hidden]
         if state.query_stream:  # the query stream is the output (as HF's XLNet)
             x = x[:, x.shape[1] - state.query_stream:]
         if self.final_norm is not None:
