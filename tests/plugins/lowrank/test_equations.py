@@ -164,6 +164,39 @@ def test_probsparse_equation():
 
 
 @torch.no_grad()
+def test_causal_probsparse_equation():
+    """Causal: the measurement over sampled keys <= t; t is active if fewer than u earlier
+    queries measure at least as much; lazy queries get the mean of v_0..v_t."""
+    T, factor = 24, 1
+    m = build("probsparse", factor=factor)
+    x = torch.randn(B, T, D) * 2
+    q, k, v = (heads(x, p) for p in (m.q_proj, m.k_proj, m.v_proj))
+    u = n = factor * math.ceil(math.log(T))  # 4 of 24: most queries are lazy
+    picked = [i * T // n for i in range(n)]
+    y = torch.empty_like(q)
+    for b in range(B):
+        for h in range(H):
+            measure = []
+            for t in range(T):
+                s = torch.stack([q[b, h, t] @ k[b, h, j] for j in picked if j <= t]) / math.sqrt(HD)
+                measure.append(s.max() - s.mean())
+            for t in range(T):
+                if sum(measure[r] >= measure[t] for r in range(t)) < u:
+                    y[b, h, t] = torch.softmax(k[b, h, :t + 1] @ q[b, h, t] / math.sqrt(HD),
+                                               0) @ v[b, h, :t + 1]
+                else:
+                    y[b, h, t] = v[b, h, :t + 1].mean(0)
+    got = m(x, mask=AttentionMask(causal=True))
+    assert (got - merge(y, m.out_proj)).abs().max() < 1e-5
+    every = build("probsparse", factor=10)  # u >= T: every query active, causal softmax
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None]
+    qe, ke, ve = (heads(x, p) for p in (every.q_proj, every.k_proj, every.v_proj))
+    s = (qe @ ke.transpose(-1, -2) / math.sqrt(HD)).masked_fill(j > i, float("-inf"))
+    want = merge(torch.softmax(s, -1) @ ve, every.out_proj)
+    assert (every(x, mask=AttentionMask(causal=True)) - want).abs().max() < 1e-5
+
+
+@torch.no_grad()
 def test_probsparse_with_every_query_active_is_softmax():
     T = 10
     m = build("probsparse", factor=10)  # u = 10 * ceil(ln 10) >= T

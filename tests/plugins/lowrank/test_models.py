@@ -67,8 +67,8 @@ def test_a_causal_linformer_is_refused_at_its_line():
     assert "mixes future positions" in msg
 
 
-@pytest.mark.parametrize("kind, args", [("nystrom", ""), ("probsparse", ""),
-                                        ("clustered", ""), ("inducing", ", m: 4")])
+@pytest.mark.parametrize("kind, args", [("nystrom", ""), ("clustered", ""),
+                                        ("inducing", ", m: 4")])
 def test_other_non_causal_kinds_are_refused_in_a_decoder(kind, args):
     assert "can't be used in a causal stack" in errors_of(f"{kind}(heads: heads{args})")
 
@@ -91,7 +91,8 @@ def test_txdsl_verify_passes_for_every_kind():
 
 
 @pytest.mark.parametrize("spec", ["linformer", "nystromformer", "luna", "compressed",
-                                  "clustered", "compressed_decoder", "luna_lm"])
+                                  "clustered", "compressed_decoder", "luna_lm",
+                                  "informer_decoder"])
 def test_spec_checks(spec):
     txdsl.parse_file(ROOT / "specs" / f"{spec}.tx")
 
@@ -145,9 +146,13 @@ def test_training_bar(kind):
 #                                           through a block summary is lossy)
 #   luna(p: 8)             2.776 -> 2.056   misses: running means over the past dilute
 #                                           every position, the copy needs one exactly
+#   probsparse(factor: 2)  2.797 -> 0.114   halves; just over 2x (0.090): lazy queries
+#                                           (u = 6 per prefix of 16) output a mean of V
+#   probsparse(factor: 1)  2.797 -> 0.626   (measured once, not a test: fewer active)
 @pytest.mark.slow
 @pytest.mark.parametrize("attention, halves", [("compressed(heads: heads, stride: 2)", True),
-                                               ("luna(heads: heads, p: 8)", False)])
+                                               ("luna(heads: heads, p: 8)", False),
+                                               ("probsparse(heads: heads, factor: 2)", True)])
 def test_causal_forms_on_the_copy_task(attention, halves):
     full = full_baseline(copy_spec("full(heads: heads)", "full"))
     model = txdsl.build(copy_spec(attention), backend="eager", seed=0).module
