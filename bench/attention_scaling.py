@@ -51,8 +51,12 @@ VARIANTS: list[tuple[str, str, bool]] = [
     ("bigbird-like sparse", "sparse(heads: {heads}, block: 64, reach: 1, global_tokens: 128, "
                             "random: 3, random_block: 64)", False),
     ("longformer w256", "longformer(heads: {heads}, window: 256, global_tokens: 2)", False),
-    ("linear (causal)", "linear(heads: {heads})", True),
-    ("performer (causal)", "performer(heads: {heads}, features: 256)", True),
+    # Linearized kinds with 64-token chunks (fla's chunk size): the chunked form keeps one
+    # (F, d_v) state per chunk, so at 16384 tokens (d_model 512, 8 heads) linear holds
+    # ~35 MB of states per tensor and performer (F = 256) ~135 MB, not 4x that with 16.
+    ("linear (causal)", "linear(heads: {heads}, chunk: 64)", True),
+    ("performer (causal)", "performer(heads: {heads}, features: 256, chunk: 64)", True),
+    ("cosformer (causal)", "cosformer(heads: {heads}, chunk: 64)", True),
     ("linformer k256", "linformer(heads: {heads}, k: 256)", False),
     ("nystrom 64", "nystrom(heads: {heads}, landmarks: 64)", False),
     ("lsh 2x64 (causal)", "lsh(heads: {heads}, buckets: 64, rounds: 2, chunk: 64)", True),

@@ -10,6 +10,9 @@ their slots) and its feature size; this module does the rest:
 - causal: :func:`forms.recurrent` (impl ``reference``) or :func:`forms.chunked`
   (impl ``chunked``, preferred), chosen at build;
 - key padding: padded keys' features are zeroed, so they add nothing;
+- packed documents and mask patterns (Hugging Face mask functions): the
+  explicit ``T x S`` form :func:`forms.masked` (exact, quadratic: a prefix
+  sum can't skip arbitrary keys), chosen at run time by the mask;
 - decoding: a :class:`~.state.RecurrentState` ``(B, H, F, d_v)`` + ``(B, H, F)``
   instead of a key/value cache, updated in place with this step's real keys.
 
@@ -116,10 +119,16 @@ class LinearizedAttention(Attention):
         return forms.chunked(qf, kf, v, state, chunk=self.chunk)
 
     @staticmethod
+    def _restricted(mask: AttentionMask) -> bool:
+        """A mask beyond causality and padding (patterns, packed documents)."""
+        return bool(mask.patterns) or mask.q_documents is not None
+
+    @staticmethod
     def _unsupported_mask(mask: AttentionMask) -> None:
-        if mask.patterns or mask.q_documents is not None:
-            raise ValueError("linearized attention has no score matrix to restrict: "
-                             "mask patterns and packed documents are not supported")
+        if mask.patterns:  # documents can't reach a decode step (the boundary refuses them)
+            raise ValueError("linearized attention decodes with a running sum over every "
+                             "past key: a mask pattern can't restrict it (run without a "
+                             "cache, where the pattern is applied exactly)")
 
     def forward(self, x: Tensor, memory: Tensor | None = None, *, mask: AttentionMask,
                 position=None, cache: Any = None, state=None) -> Tensor:
@@ -156,7 +165,6 @@ class LinearizedAttention(Attention):
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, *, mask: AttentionMask, position,
                state) -> Tensor:
-        self._unsupported_mask(mask)
         groups = self.heads // self.kv_heads
         k, v = repeat_kv(k, groups), repeat_kv(v, groups)  # (B, H, S, hd)
         T, S = q.shape[2], k.shape[2]
@@ -165,7 +173,10 @@ class LinearizedAttention(Attention):
         if mask.key_padding is not None:
             kf = kf * mask.key_padding[:, None, :, None].to(kf.dtype)  # padded keys: nothing
         v = v.to(qf.dtype)
-        if mask.causal and not mask.cross:
+        if self._restricted(mask):  # documents or patterns: the exact T x S form
+            allowed = mask.dense(T, S, device=q.device, heads=self.heads)  # (B|1, H|1, T, S)
+            y = forms.masked(qf, kf, v, allowed)
+        elif mask.causal and not mask.cross:
             y = self._causal(qf, kf, v)[0]
         else:
             y = forms.bidirectional(qf, kf, v)

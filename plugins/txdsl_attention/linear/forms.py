@@ -18,7 +18,9 @@ and the state after the last token. Causal linear attention is
 - :func:`chunked`: fla's ``chunk_*`` scheme: dense masked products inside a
   chunk of ``C`` tokens, the recurrent state carried between chunks.
 
-:func:`bidirectional` is the non-causal form (every query sees every key).
+:func:`bidirectional` is the non-causal form (every query sees every key);
+:func:`masked` the explicit ``T x S`` form under any mask (packed documents,
+mask patterns): exact, but quadratic like softmax attention.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ def bidirectional(qf: Tensor, kf: Tensor, v: Tensor) -> Tensor:
     num = torch.einsum("bhtf,bhfd->bhtd", qf, kv)  # (B, H, T, dv)
     den = torch.einsum("bhtf,bhf->bht", qf, kf.sum(2))  # (B, H, T)
     return num / (den[..., None] + EPS)
+
+
+def masked(qf: Tensor, kf: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
+    """``(phi(Q) phi(K)^T * allowed) V`` over its row sums; ``allowed`` ``(B|1, H|1, T, S)``
+    bool. The definition itself, O(T S): for masks no prefix sum can follow."""
+    s = torch.einsum("bhtf,bhsf->bhts", qf, kf) * allowed.to(qf.dtype)  # (B, H, T, S)
+    return (s @ v) / (s.sum(-1, keepdim=True) + EPS)  # (B, H, T, dv)
 
 
 def recurrent(qf: Tensor, kf: Tensor, v: Tensor, state: State | None = None

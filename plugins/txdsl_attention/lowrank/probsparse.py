@@ -7,14 +7,22 @@ Each query's sparsity measurement over a sample of the keys::
     M(q_i, K) = max_j (q_i k_j^T / sqrt d) - mean_j (q_i k_j^T / sqrt d)
 
 picks the ``u = factor * ceil(ln T)`` most "active" queries; they get softmax
-attention over all keys, the others the mean of V. Not causal: the
-ranking runs over all queries, so which past queries attend depends on the
-future (Informer's masked variant, with the cumulative sum of V for the lazy
-queries, leaks so; it is refused here). The sample is ``factor * ceil(ln S)`` keys at evenly
-spaced positions (Informer samples at random; a fixed sample keeps the
-output a function of the input). With ``u`` >= T every query is active and
-the result is softmax attention exactly. Padded keys are left out of the
-measurement, the attention and the mean.
+attention over all keys, the others the mean of V. The sample is ``factor *
+ceil(ln S)`` keys at evenly spaced positions (Informer samples at random; a
+fixed sample keeps the output a function of the input). With ``u`` >= T
+every query is active and the result is softmax attention exactly. Padded
+keys are left out of the measurement, the attention and the mean.
+
+Causal (Informer's decoder uses masked ProbSparse self-attention): the
+measurement sees only sampled keys ``<= t``, and query ``t`` is active when
+fewer than ``u`` earlier queries outrank it (ties: the earlier wins), so
+whether it attends depends on the past only; active queries get causal
+softmax attention, lazy ones the mean of the values so far. Informer's own
+masked form ranks all queries at once (whether a past query attends
+depends on future ones) and gives lazy queries the cumulative *sum* of V;
+neither holds in a causal stack. The causal selection is per prefix and
+data-dependent, so every query's attention is computed and the active ones
+kept: O(T^2) like full attention, not Informer's O(T log T).
 """
 
 from __future__ import annotations
@@ -43,12 +51,7 @@ class ProbSparseArgs(AttentionArgs):
     get the mean of V (bidirectional only)."""
 
     accepts: ClassVar[frozenset[str]] = frozenset({"qk"})
-    unsupported: ClassVar[dict[str, str]] = {
-        "causal": "which u queries attend is decided by ranking all queries, future ones "
-                  "included, so a past output depends on the future (Informer's masked "
-                  "decoder attention has this leak)",
-        "decode": NO_DECODE,
-    }
+    unsupported: ClassVar[dict[str, str]] = {"decode": NO_DECODE}
 
     factor: PositiveInt = Field(default=5, description="c in u = c * ceil(ln T) active queries "
                                 "and c * ceil(ln S) sampled keys (Informer's default 5)")
@@ -89,6 +92,8 @@ class ProbSparseAttention(Attention):
             measure = (sample.masked_fill(~seen, fill).amax(-1)
                        - (sample * seen).sum(-1) / count)
         u = active(self.factor, T)
+        if mask.causal and not mask.cross:
+            return self.causal(q, k, v, measure, u, allowed).to(dtype)
         top = measure.topk(u, dim=-1).indices  # (B, H, u)
         # The lazy queries' output: the mean of the real keys' values.
         w = key_weights(mask, B, S, v.dtype, v.device)
@@ -103,3 +108,19 @@ class ProbSparseAttention(Attention):
                                               training=self.training)
         out = out.scatter(2, top[..., None].expand(B, H, u, hd), weights @ v)
         return out.to(dtype)
+
+    def causal(self, q: Tensor, k: Tensor, v: Tensor, measure: Tensor, u: int,
+               allowed: Tensor) -> Tensor:
+        """Per-prefix top-u: query t attends if fewer than u queries s < t measure at least
+        as much; otherwise it gets the mean of the values it may see."""
+        T = q.shape[2]
+        earlier = torch.ones(T, T, dtype=torch.bool, device=q.device).tril(-1)  # s < t
+        outranked = (measure[..., None, :] >= measure[..., :, None]) & earlier  # (B, H, T, T)
+        is_active = outranked.sum(-1) < u  # (B, H, T)
+        fill = masked_fill_value(torch.float32)
+        scores = (q @ k.transpose(-1, -2) * self.scale).masked_fill(~allowed, fill)
+        weights = torch.nn.functional.dropout(torch.softmax(scores, dim=-1), p=self.dropout,
+                                              training=self.training)
+        seen = allowed.to(v.dtype)  # (B|1, 1, T, S)
+        lazy = (seen @ v) / seen.sum(-1, keepdim=True).clamp(min=1.0)  # running mean of V
+        return torch.where(is_active[..., None], weights @ v, lazy)  # (B, H, T, hd)

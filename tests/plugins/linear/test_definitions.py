@@ -34,7 +34,8 @@ def heads(m, x):
 def similarity(kind: str, m, q, k):
     """sim(i, j) (B, H, T, S) as each paper defines it, elementwise, no factorisation."""
     if kind == "linear":
-        return torch.einsum("bhtd,bhsd->bhts", F.elu(q) + 1, F.elu(k) + 1)
+        g = m.gain  # phi(gain * x), gain 4 by default
+        return torch.einsum("bhtd,bhsd->bhts", F.elu(g * q) + 1, F.elu(g * k) + 1)
     if kind == "performer":  # exp(W x' - |x'|^2 / 2) / sqrt(m), x' = x / d^(1/4)
         d = q.shape[-1]
         W = m.projection
@@ -117,3 +118,48 @@ def test_bidirectional_form_is_the_unmasked_quadratic_form():
     s = qf @ kf.transpose(-1, -2)
     torch.testing.assert_close(forms.bidirectional(qf, kf, v),
                                (s @ v) / (s.sum(-1, keepdim=True) + forms.EPS))
+
+
+@pytest.mark.parametrize("kind", ["linear", "performer", "cosformer"])
+@torch.no_grad()
+def test_packed_documents_equal_separate_rows(kind):
+    """Two documents packed in one row give each document's own outputs (causal and not);
+    cosformer's re-weighting uses slots, so its packed second document sees shifted angles
+    and is compared with the naive masked equation instead."""
+    m = SUBJECTS[f"{kind}[chunked]"].make()
+    x = torch.randn(1, T, D) * 2
+    docs = (torch.arange(T) >= 9).long()[None]  # (1, T): tokens 0-8, then 9-22
+    for causal in (True, False):
+        mask = AttentionMask(causal=causal, q_documents=docs, k_documents=docs)
+        got = m(x, mask=mask)
+        if kind == "cosformer":
+            q, k, v = heads(m, x)
+            s = similarity(kind, m, q, k) * (docs[:, None, :, None] == docs[:, None, None, :])
+            if causal:
+                s = s * torch.ones(T, T).tril()
+            y = (s @ v) / (s.sum(-1, keepdim=True) + forms.EPS)
+            want = m.out_proj(y.transpose(1, 2).reshape(1, T, -1))
+        else:
+            want = torch.cat([m(x[:, :9], mask=AttentionMask(causal=causal)),
+                              m(x[:, 9:], mask=AttentionMask(causal=causal))], dim=1)
+        assert (got - want).abs().max().item() < 1e-5, (kind, causal)
+
+
+@pytest.mark.parametrize("kind", ["linear", "performer", "cosformer"])
+@torch.no_grad()
+def test_a_mask_pattern_restricts_the_similarities(kind):
+    """A pattern (here a window of 5, as Hugging Face mask functions arrive) is applied to
+    the explicit similarity matrix exactly; decoding with one is refused, not ignored."""
+    m = SUBJECTS[f"{kind}[chunked]"].make()
+    x = torch.randn(B, T, D) * 2
+    mask = AttentionMask(causal=True).with_pattern(("window", 5),
+                                                   lambda b, h, q, kv: (q - kv).abs() < 5)
+    q, k, v = heads(m, x)
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None]
+    s = similarity(kind, m, q, k) * ((j <= i) & (i - j < 5))
+    y = (s @ v) / (s.sum(-1, keepdim=True) + forms.EPS)
+    want = m.out_proj(y.transpose(1, 2).reshape(B, T, -1))
+    assert (m(x, mask=mask) - want).abs().max().item() < 1e-5
+    step = AttentionMask(causal=True, q_slots=torch.tensor([0]), patterns=mask.patterns)
+    with pytest.raises(ValueError, match="a mask pattern can't restrict it"):
+        m(x[:, :1], mask=step, cache=m.new_state(B, 8))

@@ -164,6 +164,39 @@ def test_probsparse_equation():
 
 
 @torch.no_grad()
+def test_causal_probsparse_equation():
+    """Causal: the measurement over sampled keys <= t; t is active if fewer than u earlier
+    queries measure at least as much; lazy queries get the mean of v_0..v_t."""
+    T, factor = 24, 1
+    m = build("probsparse", factor=factor)
+    x = torch.randn(B, T, D) * 2
+    q, k, v = (heads(x, p) for p in (m.q_proj, m.k_proj, m.v_proj))
+    u = n = factor * math.ceil(math.log(T))  # 4 of 24: most queries are lazy
+    picked = [i * T // n for i in range(n)]
+    y = torch.empty_like(q)
+    for b in range(B):
+        for h in range(H):
+            measure = []
+            for t in range(T):
+                s = torch.stack([q[b, h, t] @ k[b, h, j] for j in picked if j <= t]) / math.sqrt(HD)
+                measure.append(s.max() - s.mean())
+            for t in range(T):
+                if sum(measure[r] >= measure[t] for r in range(t)) < u:
+                    y[b, h, t] = torch.softmax(k[b, h, :t + 1] @ q[b, h, t] / math.sqrt(HD),
+                                               0) @ v[b, h, :t + 1]
+                else:
+                    y[b, h, t] = v[b, h, :t + 1].mean(0)
+    got = m(x, mask=AttentionMask(causal=True))
+    assert (got - merge(y, m.out_proj)).abs().max() < 1e-5
+    every = build("probsparse", factor=10)  # u >= T: every query active, causal softmax
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None]
+    qe, ke, ve = (heads(x, p) for p in (every.q_proj, every.k_proj, every.v_proj))
+    s = (qe @ ke.transpose(-1, -2) / math.sqrt(HD)).masked_fill(j > i, float("-inf"))
+    want = merge(torch.softmax(s, -1) @ ve, every.out_proj)
+    assert (every(x, mask=AttentionMask(causal=True)) - want).abs().max() < 1e-5
+
+
+@torch.no_grad()
 def test_probsparse_with_every_query_active_is_softmax():
     T = 10
     m = build("probsparse", factor=10)  # u = 10 * ceil(ln 10) >= T
@@ -229,6 +262,33 @@ def test_compressed_equation():
                                atol=1e-5, rtol=1e-5)
 
 
+@torch.no_grad()
+def test_causal_compressed_equation():
+    """Causal (Liu et al.'s decoder): query t in block b = t // s sees the slots of blocks
+    j < b and the raw keys b*s .. t of its own block, one softmax, one query at a time."""
+    T, s = 11, 3  # blocks 0-2, 3-5, 6-8, 9-10 (the last partial)
+    m = build("compressed", stride=s)
+    x, pad = torch.randn(B, T, D) * 2, torch.ones(B, T, dtype=torch.bool)
+    pad[1, 4] = False  # a padded key inside a block
+    q, k, v = (heads(x, p) for p in (m.q_proj, m.k_proj, m.v_proj))
+    keep = pad[:, None, :, None].float()
+    kc, vc = (m.compress(conv, z * keep) for conv, z in ((m.conv_k, k), (m.conv_v, v)))
+    y = torch.zeros_like(q)
+    for b in range(B):
+        for h in range(H):
+            for t in range(T):
+                blk = t // s
+                own = [i for i in range(blk * s, t + 1) if pad[b, i]]
+                keys = torch.cat([kc[b, h, :blk], k[b, h, own]])
+                vals = torch.cat([vc[b, h, :blk], v[b, h, own]])
+                y[b, h, t] = torch.softmax(keys @ q[b, h, t] / math.sqrt(HD), 0) @ vals
+    got = m(x, mask=AttentionMask(causal=True, key_padding=pad))
+    assert (got - merge(y, m.out_proj)).abs().max() < 1e-5
+    compiled = torch.compile(m, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x, mask=AttentionMask(causal=True)),
+                               m(x, mask=AttentionMask(causal=True)), atol=1e-5, rtol=1e-5)
+
+
 # ------------------------------------------------------------------ inducing / luna
 
 @torch.no_grad()
@@ -263,6 +323,36 @@ def test_luna_carries_the_packed_context_between_layers():
     assert (got - want).abs().max() < 1e-5
     alone = second(x, mask=AttentionMask())
     assert (alone - got).abs().max() > 1e-3  # its own P gives something else
+
+
+@torch.no_grad()
+def test_causal_luna_equation():
+    """Causal Luna (Ma et al. 2021, sec. 3.4): per-token packing weights
+    A_ij = softplus_{ln 2}(c_i . p_j / sqrt d), then running means over i <= t, one query
+    at a time; padded keys leave the sums and the count; nothing is handed on."""
+    m = build("luna", p=3)
+    T = 9
+    x, pad = torch.randn(B, T, D) * 2, torch.ones(B, T, dtype=torch.bool)
+    pad[1, 2] = False
+    P = m.inducing.expand(B, -1, -1)
+    pq, c = heads(P, m.pack_q) / math.sqrt(HD), heads(x, m.pack_k)
+    q, k, v = heads(x, m.q_proj) / math.sqrt(HD), heads(x, m.k_proj), heads(x, m.v_proj)
+    y = torch.zeros_like(q)
+    for b in range(B):
+        for h in range(H):
+            for t in range(T):
+                past = [i for i in range(t + 1) if pad[b, i]]
+                A = torch.nn.functional.softplus(c[b, h, past] @ pq[b, h].T, beta=math.log(2))
+                s = sum((q[b, h, t] @ k[b, h, i]) * A[n] for n, i in enumerate(past)) / len(past)
+                w = torch.softmax(s, 0)  # (l,)
+                y[b, h, t] = sum((w @ A[n]) * v[b, h, i] for n, i in enumerate(past)) / len(past)
+    state = StackState()
+    got = m(x, mask=AttentionMask(causal=True, key_padding=pad), state=state)
+    assert (got - merge(y, m.out_proj)).abs().max() < 1e-4
+    assert "luna" not in state.shared
+    compiled = torch.compile(m, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x, mask=AttentionMask(causal=True)),
+                               m(x, mask=AttentionMask(causal=True)), atol=1e-5, rtol=1e-5)
 
 
 # ------------------------------------------------------------------ edges

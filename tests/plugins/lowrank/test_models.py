@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import txdsl
-from copy_task import assert_trains, full_baseline, train
+from copy_task import assert_trains, copy_spec, full_baseline, train
 from txdsl.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -67,9 +67,8 @@ def test_a_causal_linformer_is_refused_at_its_line():
     assert "mixes future positions" in msg
 
 
-@pytest.mark.parametrize("kind, args", [("nystrom", ""), ("probsparse", ""),
-                                        ("clustered", ""), ("compressed", ""),
-                                        ("inducing", ", m: 4"), ("luna", ", p: 4")])
+@pytest.mark.parametrize("kind, args", [("nystrom", ""), ("clustered", ""),
+                                        ("inducing", ", m: 4")])
 def test_other_non_causal_kinds_are_refused_in_a_decoder(kind, args):
     assert "can't be used in a causal stack" in errors_of(f"{kind}(heads: heads{args})")
 
@@ -92,7 +91,8 @@ def test_txdsl_verify_passes_for_every_kind():
 
 
 @pytest.mark.parametrize("spec", ["linformer", "nystromformer", "luna", "compressed",
-                                  "clustered"])
+                                  "clustered", "compressed_decoder", "luna_lm",
+                                  "informer_decoder"])
 def test_spec_checks(spec):
     txdsl.parse_file(ROOT / "specs" / f"{spec}.tx")
 
@@ -110,13 +110,20 @@ TRAINED = {
 }
 
 
-# Measured (80 AdamW steps, d_model 64, 2 layers; full attention 2.789 -> 0.029):
-# linformer 2.792 -> 1.105, nystrom 2.789 -> 0.554, lowrank 2.785 -> 1.107,
-# probsparse 2.789 -> 0.107, clustered 2.789 -> 0.424, compressed 2.773 -> 0.222,
-# inducing 2.781 -> 2.507, luna 2.782 -> 2.497. Every kind but inducing and luna (order-free
-# summaries: the reverse task is pure positional routing) halves its loss; none is within 2x
-# of full attention's near-zero final loss at this budget. The test asserts what holds and
-# reports (xfail, with the numbers) what doesn't, so a regression or an improvement shows.
+# Measured (80 AdamW steps, d_model 64, 2 layers; full attention 2.789 -> 0.029, so the
+# bar is <= 0.058), initial -> final, and at 160 steps (same task, not the bar):
+#   linformer   2.792 -> 1.105  (160: 0.060)  slow start: E, F mix all positions at init
+#   nystrom     2.789 -> 0.554  (160: 0.046)
+#   lowrank     2.780 -> 0.082  (1.107 before the factors got their own init, see factored.py)
+#   probsparse  2.789 -> 0.107  (160: 0.121)  a floor: u = 2 ceil(ln 8) = 6 of 8 queries
+#               attend, the other 2 per layer get mean(V) and can't be reversed
+#   clustered   2.789 -> 0.424  (160: 0.135)  4 clusters for 8 queries: shared outputs
+#   compressed  2.773 -> 0.222  (160: 0.027)
+#   inducing    2.781 -> 2.507  (160: 2.037)  order-free summaries of m = 8 rows: the
+#   luna        2.782 -> 2.497  (160: 2.207)  reverse task is positional routing
+# Every kind but inducing and luna halves its loss; none is within 2x of full attention's
+# near-zero loss at this budget. The test asserts what holds and reports (xfail, with the
+# numbers) what doesn't, so a regression or an improvement shows.
 HALVES = {"linformer", "nystrom", "lowrank", "probsparse", "clustered", "compressed"}
 
 
@@ -127,6 +134,31 @@ def test_training_bar(kind):
     initial, final = train(model, task="reverse")
     numbers = f"{kind}: {initial:.3f} -> {final:.3f} (full: {full[0]:.3f} -> {full[1]:.3f})"
     if kind in HALVES:
+        assert final < initial / 2, numbers
+    try:
+        assert_trains((initial, final), full)
+    except AssertionError as why:
+        pytest.xfail(f"below the bar at this budget: {numbers}; {why}")
+
+
+# The causal forms on the copy task (tests/copy_task.py, 80 steps; full 2.797 -> 0.045):
+#   compressed(stride: 2)  2.799 -> 0.616   halves; not within 2x (copying one position
+#                                           through a block summary is lossy)
+#   luna(p: 8)             2.776 -> 2.056   misses: running means over the past dilute
+#                                           every position, the copy needs one exactly
+#   probsparse(factor: 2)  2.797 -> 0.114   halves; just over 2x (0.090): lazy queries
+#                                           (u = 6 per prefix of 16) output a mean of V
+#   probsparse(factor: 1)  2.797 -> 0.626   (measured once, not a test: fewer active)
+@pytest.mark.slow
+@pytest.mark.parametrize("attention, halves", [("compressed(heads: heads, stride: 2)", True),
+                                               ("luna(heads: heads, p: 8)", False),
+                                               ("probsparse(heads: heads, factor: 2)", True)])
+def test_causal_forms_on_the_copy_task(attention, halves):
+    full = full_baseline(copy_spec("full(heads: heads)", "full"))
+    model = txdsl.build(copy_spec(attention), backend="eager", seed=0).module
+    initial, final = train(model)
+    numbers = f"{attention}: {initial:.3f} -> {final:.3f} (full: {full[1]:.3f})"
+    if halves:
         assert final < initial / 2, numbers
     try:
         assert_trains((initial, final), full)
