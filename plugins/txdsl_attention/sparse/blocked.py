@@ -37,28 +37,33 @@ _flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_bac
 
 
 def _rows(t: Tensor, g0: int, g1: int, c: int) -> Tensor:
-    """Query tiles ``g0..g1`` of ``t`` ``(B, H, Tp, hd)`` as SDPA rows ``(g*B, H, c, hd)``
-    (tile-major: row ``(tile - g0) * B + b``)."""
+    """Query tiles ``g0..g1`` of ``t`` ``(B, H, Tp, hd)`` as SDPA rows ``(B*g, H, c, hd)``
+    (row ``b * g + tile - g0``; a view for batch 1 in the ``(B, T, H, hd)`` layout)."""
     B, H, _, hd = t.shape
-    return t[:, :, g0 * c:g1 * c].unflatten(2, (g1 - g0, c)).permute(2, 0, 1, 3, 4).reshape(
-        (g1 - g0) * B, H, c, hd)
+    return t.transpose(1, 2)[:, g0 * c:g1 * c].reshape(B * (g1 - g0), c, H, hd).transpose(1, 2)
 
 
 def _unrows(y: Tensor, B: int) -> Tensor:
-    """SDPA rows ``(g*B, H, c, hd)`` -> ``(B, g, c, H, hd)`` (the ``(B, T, H, hd)`` layout)."""
-    gB, H, c, hd = y.shape
-    return y.view(gB // B, B, H, c, hd).permute(1, 0, 3, 2, 4)
+    """SDPA rows ``(B*g, H, c, hd)`` -> ``(B, g, c, H, hd)`` (the ``(B, T, H, hd)`` layout)."""
+    Bg, H, c, hd = y.shape
+    return y.view(B, Bg // B, H, c, hd).transpose(2, 3)
+
+
+def _per_batch(a: Tensor, g0: int, g1: int, B: int) -> Tensor:
+    """``(B|1, H|1, nq, c, X)`` -> tiles ``g0..g1`` as ``(B*g, H|1, c, X)``."""
+    a = a[:, :, g0:g1].transpose(1, 2)  # (B|1, g, H|1, c, X)
+    return a.expand(B, *a.shape[1:]).reshape(B * (g1 - g0), *a.shape[2:])
 
 
 def _gather(q, k, v, cols, allowed, g0, g1):
-    """One group of tiles in SDPA layout: q ``(g*B, H, c, hd)``, k/v ``(g*B, H, K, hd)``, the
-    additive mask ``(g*B, H|1, c, K)`` and whether a query sees anything ``(g*B, H|1, c, 1)``."""
+    """One group of tiles in SDPA layout: q ``(B*g, H, c, hd)``, k/v ``(B*g, H, K, hd)``
+    (rows of whole ``H * hd`` vectors gathered from the ``(B, S, H, hd)`` layout), the
+    additive mask ``(B*g, H|1, c, K)`` and whether a query sees anything ``(B*g, H|1, c, 1)``."""
     B, H, _, hd = q.shape
     g, c = g1 - g0, allowed.shape[3]
-    kg = k[:, :, cols[g0:g1]].permute(2, 0, 1, 3, 4).reshape(g * B, H, -1, hd)
-    vg = v[:, :, cols[g0:g1]].permute(2, 0, 1, 3, 4).reshape(g * B, H, -1, hd)
-    a = allowed[:, :, g0:g1].permute(2, 0, 1, 3, 4)  # (g, B|1, H|1, c, K)
-    a = a.expand(g, B, *a.shape[2:]).reshape(g * B, *a.shape[2:])
+    kg = k.transpose(1, 2)[:, cols[g0:g1]].reshape(B * g, -1, H, hd).transpose(1, 2)
+    vg = v.transpose(1, 2)[:, cols[g0:g1]].reshape(B * g, -1, H, hd).transpose(1, 2)
+    a = _per_batch(allowed, g0, g1, B)
     m = torch.zeros(a.shape, dtype=q.dtype, device=q.device).masked_fill(
         ~a, torch.finfo(q.dtype).min)
     return _rows(q, g0, g1, c), kg, vg, m, a.any(-1, keepdim=True).to(q.dtype)
@@ -85,8 +90,8 @@ class TiledAttention(torch.autograd.Function):
             qg, kg, vg, m, seen = _gather(q, k, v, cols, allowed, g0, g1)
             y, lse = _flash(qg, kg, vg, 0.0, False, attn_mask=m, scale=scale)
             out.view(B, -1, c, H, hd)[:, g0:g1] = _unrows(y * seen, B)
-            lses.append(lse)
-        lse = torch.cat(lses)  # (nq*B, H, c)
+            lses.append(lse)  # (B*g, H, c)
+        lse = torch.cat(lses)
         ctx.save_for_backward(q, k, v, cols, allowed, out, lse)
         ctx.scale, ctx.groups = scale, groups
         return out
@@ -97,19 +102,20 @@ class TiledAttention(torch.autograd.Function):
         B, H, Tp, hd = q.shape
         c = allowed.shape[3]
         dq = torch.zeros(B, Tp, H, hd, dtype=q.dtype, device=q.device)
-        dk, dv = torch.zeros_like(k), torch.zeros_like(v)
+        dk = torch.zeros(B, k.shape[2], H, hd, dtype=k.dtype, device=k.device)
+        dv = torch.zeros(B, v.shape[2], H, hd, dtype=v.dtype, device=v.device)
         for g0, g1 in ctx.groups:
             qg, kg, vg, m, seen = _gather(q, k, v, cols, allowed, g0, g1)
-            dy = _rows(dout.transpose(1, 2), g0, g1, c) * seen
+            dy = (_rows(dout.transpose(1, 2), g0, g1, c) * seen).contiguous()
             y = _rows(out.transpose(1, 2), g0, g1, c)
-            dqg, dkg, dvg = _flash_backward(dy, qg, kg, vg, y, lse[g0 * B:g1 * B], 0.0, False,
+            dqg, dkg, dvg = _flash_backward(dy, qg, kg, vg, y, lse[B * g0:B * g1], 0.0, False,
                                             attn_mask=m, scale=ctx.scale)
             dq.view(B, -1, c, H, hd)[:, g0:g1] = _unrows(dqg, B)
             idx = cols[g0:g1].flatten()
-            per_key = lambda t: t.view(g1 - g0, B, H, -1, hd).permute(1, 2, 0, 3, 4)  # noqa: E731
-            dk.index_add_(2, idx, per_key(dkg).reshape(B, H, -1, hd))  # (B, H, g*K, hd)
-            dv.index_add_(2, idx, per_key(dvg).reshape(B, H, -1, hd))
-        return dq.transpose(1, 2), dk, dv, None, None, None
+            per_key = lambda t: t.transpose(1, 2).reshape(B, -1, H, hd)  # noqa: E731
+            dk.index_add_(1, idx, per_key(dkg))  # (B, g*K, H, hd)
+            dv.index_add_(1, idx, per_key(dvg))
+        return dq.transpose(1, 2), dk.transpose(1, 2), dv.transpose(1, 2), None, None, None
 
 
 def tiled_autograd(q, k, v, cols, allowed, scale, dropout):
