@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor
 
 from txdsl.sdk.attention import masked_fill_value
@@ -51,3 +52,23 @@ def rows_allowed(mask, i0: int, i1: int, T: int, S: int, device) -> Tensor | Non
     h = torch.zeros(1, 1, 1, 1, dtype=torch.long, device=device)
     q = torch.arange(i0, i1, device=device).view(1, 1, -1, 1)
     return mask.allows(b, h, q, torch.arange(S, device=device).view(1, 1, 1, S), T, S)
+
+
+def by_row_chunks(fn, T: int, per_row: int) -> Tensor:
+    """``fn(i0, i1) -> (B, H, i1 - i0, hd)`` over the chunks of :func:`row_chunks`, written
+    into one preallocated ``(B, H, T, hd)`` output (no small long-lived pieces between the
+    chunks' large temporaries). With several chunks and gradients on, each chunk is
+    recomputed in the backward (``torch.utils.checkpoint``), so training keeps one chunk's
+    scores at a time instead of all of them."""
+    chunks = row_chunks(T, per_row)
+    if len(chunks) == 1:
+        return fn(0, T)
+    recompute = torch.is_grad_enabled()
+    out = None
+    for i0, i1 in chunks:
+        y = torch.utils.checkpoint.checkpoint(fn, i0, i1, use_reentrant=False) if recompute \
+            else fn(i0, i1)
+        if out is None:
+            out = y.new_empty(*y.shape[:2], T, y.shape[-1])
+        out[:, :, i0:i1] = y
+    return out

@@ -17,7 +17,8 @@ to them, ``mu <- decay * mu + (1 - decay) * mean``, then re-normalises them
 (spherical k-means; the paper's Eq. splits the mean half queries, half keys).
 
 This is the *definition*, computed a few query rows at a time
-(:func:`.common.row_chunks`: ~16 MiB of scores per chunk, no ``(T, S)`` mask),
+(:func:`.common.by_row_chunks`: ~16 MiB of scores per chunk, recomputed in the
+backward, no ``(T, S)`` mask),
 so memory is O(T) beyond the chunk but time is still O(T·S): the balanced
 top-w-per-cluster gather of the paper's fast implementation (sorted clusters
 in chunks, which drops keys of overfull clusters) is not written. Decoding uses full attention's
@@ -36,7 +37,7 @@ from torch import Tensor
 from txdsl.sdk import AttentionArgs, Dims
 from txdsl.sdk.attention import Attention, repeat_kv
 
-from .common import masked_softmax_sum, query_slots, row_chunks, rows_allowed, work_dtype
+from .common import by_row_chunks, masked_softmax_sum, query_slots, rows_allowed, work_dtype
 
 
 class RoutingArgs(AttentionArgs):
@@ -94,8 +95,8 @@ class RoutingAttention(Attention):
         bias = position.bias if position is not None else None
         slots = query_slots(mask, T, S, q.device)
         q_cluster, k_cluster = self.assign(q), self.assign(k)  # (B, H, T), (B, H, S)
-        outs = []
-        for i0, i1 in row_chunks(T, q.shape[0] * q.shape[1] * S):
+
+        def rows(i0: int, i1: int) -> Tensor:
             scores = (q[:, :, i0:i1] @ kt) * self.scale  # (B, H, t, S)
             if bias is not None:
                 scores = scores + bias[..., i0:i1, :].to(work)
@@ -104,9 +105,10 @@ class RoutingAttention(Attention):
             base = rows_allowed(mask, i0, i1, T, S, q.device)  # (B|1, 1, t, S) or None
             if base is not None:
                 allowed = allowed & base
-            outs.append(masked_softmax_sum(scores, allowed, vw, dropout=self.dropout,
-                                           training=self.training))
-        out = torch.cat(outs, 2)  # (B, H, T, hd)
+            return masked_softmax_sum(scores, allowed, vw, dropout=self.dropout,
+                                      training=self.training)
+
+        out = by_row_chunks(rows, T, q.shape[0] * q.shape[1] * S)  # (B, H, T, hd)
         if self.training:
             self.update_centroids(q, k)
         return out.to(dtype)  # (B, H, T, hd)

@@ -9,8 +9,8 @@ Attention Through Explicit Selection", 2019, https://arxiv.org/abs/1912.11637:
 Scores tied with the k-th are all kept (so a row may keep more than k). With
 ``k`` >= the number of keys this is exactly ``full``. Every score is still
 computed (the selection is what the paper adds, not a saving in FLOPs), but a
-few query rows at a time (:func:`.common.row_chunks`, ~16 MiB of scores per
-chunk), so memory is O(T) beyond the chunk; decoding keeps the exact
+few query rows at a time (:func:`.common.by_row_chunks`, ~16 MiB of scores per
+chunk, recomputed in the backward), so memory is O(T) beyond the chunk; decoding keeps the exact
 key/value cache of full attention.
 """
 
@@ -18,14 +18,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
 from pydantic import Field, PositiveInt
 from torch import Tensor
 
 from txdsl.sdk import AttentionArgs, Dims
 from txdsl.sdk.attention import Attention, masked_fill_value, repeat_kv
 
-from .common import masked_softmax_sum, row_chunks, rows_allowed, work_dtype
+from .common import by_row_chunks, masked_softmax_sum, rows_allowed, work_dtype
 
 
 class TopKArgs(AttentionArgs):
@@ -60,8 +59,8 @@ class TopKAttention(Attention):
         work = work_dtype(dtype)
         kt, v = k.to(work).transpose(-1, -2), v.to(work)
         bias = position.bias if position is not None else None
-        outs = []
-        for i0, i1 in row_chunks(T, q.shape[0] * q.shape[1] * S):
+
+        def rows(i0: int, i1: int) -> Tensor:
             scores = (q[:, :, i0:i1].to(work) @ kt) * self.scale  # (B, H, t, S)
             if bias is not None:
                 scores = scores + bias[..., i0:i1, :].to(work)
@@ -72,9 +71,10 @@ class TopKAttention(Attention):
                 kth = scores.topk(self.k, dim=-1).values[..., -1:]  # (B, H, t, 1)
                 keep = scores >= kth
                 allowed = keep if allowed is None else keep & allowed
-            outs.append(masked_softmax_sum(scores, allowed, v, dropout=self.dropout,
-                                           training=self.training))
-        return torch.cat(outs, 2).to(dtype)  # (B, H, T, hd)
+            return masked_softmax_sum(scores, allowed, v, dropout=self.dropout,
+                                      training=self.training)
+
+        return by_row_chunks(rows, T, q.shape[0] * q.shape[1] * S).to(dtype)  # (B, H, T, hd)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, k={self.k}"

@@ -3,7 +3,7 @@
 The tile plan (:mod:`.tiling`) gives every query tile of ``c`` slots the same
 ``K`` key columns (its band of tiles, random tiles, global columns) and the
 exact mask on them, ``(B|1, H|1, nq, c, K)``. The kernel runs SDPA on
-``(nq * B, H, c, K)`` score blocks — one batched call per group of tiles,
+``(B * nq, H, c, K)`` score blocks — one batched call per group of tiles,
 the groups bounding the gathered keys to ~``GROUP_BYTES`` — so time and
 memory are O(T * K), never (T, T). On CPU a custom autograd function
 (:class:`TiledAttention`) saves only q, k, v, the output and the

@@ -1,4 +1,5 @@
-"""``topk`` and ``routing`` computed a few query rows at a time equal one chunk; ``lsh``
+"""``topk`` and ``routing`` computed a few query rows at a time (recomputed in the
+backward) equal one chunk, forward and gradients; ``lsh``
 layers of one build draw their own rotations (``seed + i``) unless ``layer_seeds: false``."""
 
 from __future__ import annotations
@@ -31,11 +32,8 @@ def test_query_chunks_change_nothing(monkeypatch, cls, args, causal):
     calls = []
     chunks = common.row_chunks
     monkeypatch.setattr(common, "SCORE_ELEMENTS", 2 * H * 23 * 5)  # 5 rows per chunk
-    import txdsl_attention.content.routing as routing
-    import txdsl_attention.content.topk as topk
-    for mod in (routing, topk):
-        monkeypatch.setattr(mod, "row_chunks", lambda T, n: calls.append(chunks(T, n)) or
-                            chunks(T, n))
+    monkeypatch.setattr(common, "row_chunks", lambda T, n: calls.append(chunks(T, n)) or
+                        chunks(T, n))
     parts = m(x, mask=mask)
     (g_parts,) = torch.autograd.grad((parts * pad[..., None]).sum(), x)
     assert len(calls[0]) == 5  # 23 rows in chunks of 5
