@@ -54,10 +54,12 @@ def run(args: argparse.Namespace) -> int:
 
         print(to_tx(ir), end="")
         return 0
-    est = estimate(ir, get_registry(), batch=args.batch, seq_len=args.seq_len, dtype=args.dtype)
+    registry = get_registry()
+    est = estimate(ir, registry, batch=args.batch, seq_len=args.seq_len, dtype=args.dtype)
+    states = decode_states(ir, registry, est.seq_len)
     parallel = _parallel(ir, args) if args.tp > 1 or args.fsdp > 1 or args.explain else None
     if args.json:
-        data = to_json(ir, est)
+        data = {**to_json(ir, est), "decode_states": states}
         if parallel is not None:
             data["per_rank"] = parallel[0].to_dict()
             data["tp_plan"] = [{"path": e.path, "component": e.what,
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                                for e in parallel[1]]
         print(json.dumps(data, indent=2))
     else:
-        print(render(ir, est))
+        print(render(ir, est, states))
         if parallel is not None:
             print(_render_parallel(*parallel, explain=args.explain))
     return 0
@@ -106,6 +108,43 @@ def _render_parallel(mem, entries, *, explain: bool) -> str:
     return "\n".join(lines)
 
 
+def state_kind(args, dims, seq: int) -> str:
+    """What one attention keeps to decode, from its cost model: a KV cache (grows with the
+    length), a ring buffer of ``ring_slots`` (a window), or a constant recurrent state."""
+    grows = args.state_elements(dims, 2 * seq) != args.state_elements(dims, seq)
+    if grows:
+        return "KV cache"
+    slots = args.ring_slots(dims) if hasattr(args, "ring_slots") else None
+    return f"ring buffer of {slots} slots" if slots is not None else "recurrent state"
+
+
+def decode_states(ir: ModelIR, registry, seq: int) -> dict[str, list[int]]:
+    """``{label: decoder layer indices}`` of what each causal layer keeps to decode."""
+    from ..front.validate import dims_for
+
+    out: dict[str, list[int]] = {}
+    for stack in (s for s in ir.stacks if s.role == "decoder"):
+        dims = dims_for(ir, registry, stack=stack)
+        for layer in stack.layers:
+            if layer.attention is None:
+                continue
+            args = registry.args(layer.attention.family, layer.attention.kind).model_validate(
+                layer.attention.args)
+            if hasattr(args, "state_elements"):
+                out.setdefault(state_kind(args, dims, seq), []).append(layer.index)
+    return out
+
+
+def _states_text(states: dict[str, list[int]] | None) -> str:
+    if states is None:
+        return "KV cache"
+    if not states:
+        return "none (no decoder)"
+    if len(states) == 1:
+        return next(iter(states))
+    return "; ".join(f"{k} (layers {','.join(map(str, v))})" for k, v in states.items())
+
+
 def to_json(ir: ModelIR, est: Estimate) -> dict:
     return {"name": ir.name, "hash": ir.hash(), "d_model": ir.d_model,
             "layers": est.layers, "stacks": {s.role: len(s.layers) for s in ir.stacks},
@@ -141,7 +180,7 @@ def _layer_summary(stack) -> list[str]:
     return out
 
 
-def render(ir: ModelIR, est: Estimate) -> str:
+def render(ir: ModelIR, est: Estimate, states: dict[str, list[int]] | None = None) -> str:
     lines = [f"model {ir.name}  (hash {ir.hash()[:12]})", f"  d_model     {ir.d_model}"]
     e = ir.embedding
     inp = (f"tokens {e.tokens}" if e.tokens else f"features {e.features}"
@@ -168,8 +207,8 @@ def render(ir: ModelIR, est: Estimate) -> str:
     for name, n in est.params_by_component.items():
         lines.append(f"    {name:<15} {n:,}")
     lines.append(f"  FLOPs per token   {est.flops_per_token:,} (forward, seq_len {est.seq_len})")
-    lines.append(f"  KV cache          {_bytes(est.kv_cache_bytes)} (batch {est.batch}, "
-                 f"seq_len {est.seq_len}, {est.dtype})")
+    lines.append(f"  decode state      {_bytes(est.kv_cache_bytes)} (batch {est.batch}, "
+                 f"seq_len {est.seq_len}, {est.dtype}): {_states_text(states)}")
     lines.append(f"  activations       {_bytes(est.activation_bytes)} (training, batch "
                  f"{est.batch}, seq_len {est.seq_len}, {est.dtype})")
     if est.unknown:

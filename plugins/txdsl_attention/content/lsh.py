@@ -7,6 +7,9 @@ https://arxiv.org/abs/2001.04451. Per head and hashing round r:
    unit-normalised (k_j = q_j / |q_j|);
 2. hash: h(x) = argmax([xR; -xR]) with a random rotation R ``(hd, buckets/2)``
    (angular LSH), drawn once per build from ``seed`` (a buffer, not a parameter);
+   the i-th ``lsh`` layer a build constructs draws from ``seed + i`` (``layer_seeds``),
+   so layers don't share rotations (Hugging Face with a fixed ``hash_seed`` reseeds
+   every layer alike: ``layer_seeds: false``);
 3. sort the positions by (bucket, position), cut the sorted order into chunks of
    ``chunk`` and let each chunk attend to itself and ``chunks_before`` chunks
    back (``chunks_after`` forward), the causal/padding mask applied on the
@@ -40,6 +43,7 @@ from txdsl.sdk.attention import Attention
 
 from .common import work_dtype
 
+LAYER_COUNT = "lsh_layers"  # BuildContext.shared: how many lsh layers were built
 MASKED, SELF = -1e9, -1e5  # Hugging Face's float32 mask values (self: only if nothing else)
 
 
@@ -61,6 +65,9 @@ class LSHArgs(AttentionArgs):
     chunks_before: NonNegativeInt = Field(1, description="chunks back each chunk attends to")
     chunks_after: NonNegativeInt = Field(0, description="chunks forward each chunk attends to")
     seed: int = Field(0, description="seed of the random rotations (fixed per build)")
+    layer_seeds: bool = Field(True, description="the i-th lsh layer of a build uses seed + i "
+                              "(its own rotations); false: every layer uses seed (as Hugging "
+                              "Face's fixed hash_seed)")
     scale: float | None = Field(None, description="score scale; default 1 (queries against "
                                                   "unit-length keys, as Reformer)")
 
@@ -110,9 +117,11 @@ class LSHAttention(Attention):
     def from_args(cls, args: LSHArgs, ctx) -> "LSHAttention":
         base = cls.projections(args, ctx)
         base["scale"] = args.scale if args.scale is not None else 1.0  # unit keys, unscaled
+        layer = ctx.shared.get(LAYER_COUNT, 0)  # lsh layers this build constructed so far
+        ctx.shared[LAYER_COUNT] = layer + 1
         return cls(buckets=args.buckets, rounds=args.rounds, chunk=args.chunk,
                    chunks_before=args.chunks_before, chunks_after=args.chunks_after,
-                   seed=args.seed, **base)
+                   seed=args.seed + (layer if args.layer_seeds else 0), **base)
 
     def hash(self, qk: Tensor) -> Tensor:
         """``(B, H, T, hd)`` -> buckets ``(B, H, R, T)`` in ``[0, buckets)``."""

@@ -16,9 +16,12 @@ moving average toward the mean of the normalised queries and keys assigned
 to them, ``mu <- decay * mu + (1 - decay) * mean``, then re-normalises them
 (spherical k-means; the paper's Eq. splits the mean half queries, half keys).
 
-This is the *definition* computed with a dense ``(T, S)`` cluster mask
-(O(T·S) memory, like ``full``); the balanced top-w-per-cluster gather of the
-paper's fast implementation is not written. Decoding uses full attention's
+This is the *definition*, computed a few query rows at a time
+(:func:`.common.by_row_chunks`: ~16 MiB of scores per chunk, recomputed in the
+backward, no ``(T, S)`` mask),
+so memory is O(T) beyond the chunk but time is still O(T·S): the balanced
+top-w-per-cluster gather of the paper's fast implementation (sorted clusters
+in chunks, which drops keys of overfull clusters) is not written. Decoding uses full attention's
 exact key/value cache (a key's cluster depends only on it and the centroids).
 """
 
@@ -34,7 +37,7 @@ from torch import Tensor
 from txdsl.sdk import AttentionArgs, Dims
 from txdsl.sdk.attention import Attention, repeat_kv
 
-from .common import masked_softmax_sum, query_slots, work_dtype
+from .common import by_row_chunks, masked_softmax_sum, query_slots, rows_allowed, work_dtype
 
 
 class RoutingArgs(AttentionArgs):
@@ -88,17 +91,24 @@ class RoutingAttention(Attention):
         T, S, dtype = q.shape[2], k.shape[2], q.dtype
         work = work_dtype(dtype)
         q, k = q.to(work), k.to(work)
-        scores = (q @ k.transpose(-1, -2)) * self.scale  # (B, H, T, S)
-        if position is not None and position.bias is not None:
-            scores = scores + position.bias.to(work)
+        kt, vw = k.transpose(-1, -2), v.to(work)
+        bias = position.bias if position is not None else None
         slots = query_slots(mask, T, S, q.device)
-        own = torch.arange(S, device=q.device) == slots[:, None]  # (T, S)
-        allowed = (self.assign(q)[..., :, None] == self.assign(k)[..., None, :]) | own
-        base = mask.dense(T, S, device=q.device)  # (B|1, 1, T, S) or None
-        if base is not None:
-            allowed = allowed & base
-        out = masked_softmax_sum(scores, allowed, v.to(work), dropout=self.dropout,
-                                 training=self.training)
+        q_cluster, k_cluster = self.assign(q), self.assign(k)  # (B, H, T), (B, H, S)
+
+        def rows(i0: int, i1: int) -> Tensor:
+            scores = (q[:, :, i0:i1] @ kt) * self.scale  # (B, H, t, S)
+            if bias is not None:
+                scores = scores + bias[..., i0:i1, :].to(work)
+            own = torch.arange(S, device=q.device) == slots[i0:i1, None]  # (t, S)
+            allowed = (q_cluster[..., i0:i1, None] == k_cluster[..., None, :]) | own
+            base = rows_allowed(mask, i0, i1, T, S, q.device)  # (B|1, 1, t, S) or None
+            if base is not None:
+                allowed = allowed & base
+            return masked_softmax_sum(scores, allowed, vw, dropout=self.dropout,
+                                      training=self.training)
+
+        out = by_row_chunks(rows, T, q.shape[0] * q.shape[1] * S)  # (B, H, T, hd)
         if self.training:
             self.update_centroids(q, k)
         return out.to(dtype)  # (B, H, T, hd)

@@ -50,6 +50,8 @@ def mask_causal_key(causal: bool) -> str:
 class SparseAttention(Attention):
     """Exact softmax attention over the keys a position pattern allows (impl ``reference``)."""
 
+    global_rows_elsewhere = False  # True: global rows are computed apart (Longformer, blocked)
+
     def __init__(self, *, parts: list[Any], ring: tuple[int, int] | None = None,
                  tile: int = 32, **base: Any):
         super().__init__(**base)

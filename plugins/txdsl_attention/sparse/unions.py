@@ -98,12 +98,13 @@ class LongformerArgs(_GlobalFields):
     sliding window plus global positions, where global queries use their own projections
     (``query_global``, ``key_global``, ``value_global``) and see every key. Global positions
     come from ``global_tokens``/``positions`` and the model input ``global_attention_mask``.
-    HF's ``attention_window`` w (even) is ``window: w / 2 + 1``."""
+    HF's ``attention_window`` w (even) is ``window: w / 2 + 1``. Decoding keeps a ring
+    buffer of the window plus the leading ``global_tokens`` (their keys and values); the
+    global queries themselves must be in the prompt."""
 
     example: ClassVar[dict[str, Any]] = {"window": 2}
-    unsupported: ClassVar[dict[str, str]] = {
-        "decode": "global queries read keys and values of their own projections, which no "
-                  "decode state keeps (Longformer is an encoder)"}
+    # decoding (a causal stack): a ring buffer of the window with the leading
+    # global_tokens kept as sinks; a global query must come in a chunk starting at 0
     window: PositiveInt = Field(description=WINDOW)
 
     def parts(self, dims: Dims) -> list[Any]:

@@ -95,3 +95,27 @@ def test_global_tokens_stay_cached(registry):
     assert (got - want).abs().max() < 1e-4
     prompt = ids[:, :3]
     assert torch.equal(m.generate(prompt, 100), m.generate(prompt, 100, use_cache=False))
+
+
+@torch.no_grad()
+def test_longformer_decodes_with_a_ring_and_cached_global_tokens(registry):
+    """Longformer in a causal stack: window 8 + 2 global tokens (own projections); the ring
+    keeps the window and the 2 global keys; the prompt holds the global queries."""
+    extra = ("decoder { layer[1::4, 2::4, 3::4] { attention = longformer(heads: heads, "
+             "window: window, global_tokens: 2) } }")
+    m = tiny(registry, window=8, extra=extra)
+    ring = m.new_cache(1, 200).stack.self_attention[1]
+    assert isinstance(ring, RingKV) and ring.sinks == 2 and ring.k.shape[2] == 2 + 8 + 1
+    ids = torch.randint(0, 97, (1, 90), generator=torch.Generator().manual_seed(4))
+    want = m(ids).logits
+    cache = m.new_cache(1, 90)
+    steps = [m(ids[:, :5], past_key_values=cache, use_cache=True).logits]
+    steps += [m(ids[:, t:t + 1], past_key_values=cache, use_cache=True).logits
+              for t in range(5, 90)]
+    assert (torch.cat(steps, dim=1) - want).abs().max() < 1e-4
+    prompt = ids[:, :3]
+    assert torch.equal(m.generate(prompt, 60), m.generate(prompt, 60, use_cache=False))
+    cache = m.new_cache(1, 90)
+    m(ids[:, :1], past_key_values=cache, use_cache=True)
+    with pytest.raises(ValueError, match="starts at position 0"):
+        m(ids[:, 1:2], past_key_values=cache, use_cache=True)  # slot 1: a global query
