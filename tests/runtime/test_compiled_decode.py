@@ -191,3 +191,19 @@ def test_inductor_build_and_loaded_artifact_decode_with_the_compiled_step(built)
         loaded = txdsl.load(built.artifact)
         assert isinstance(loaded.decode_step, CompiledStep)
         assert torch.equal(loaded.generate(x, NEW), eager)
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@torch.no_grad()
+def test_cuda_graph_step_equals_eager_on_cuda(tmp_path):
+    """On CUDA the step runs as CUDA graphs (mode reduce-overhead): same tokens as eager."""
+    built = txdsl.build(SPEC, backend="inductor", device="cuda", options={"warmup": False},
+                        progress=False)
+    assert built.lowered.decode_step.mode == "reduce-overhead"
+    x = prompt().cuda()
+    assert torch.equal(built.generate(x, NEW), built.module.generate(x, NEW))
+    ids, mask = left_padded()
+    assert torch.equal(built.generate(ids.cuda(), NEW, attention_mask=mask.cuda()),
+                       built.module.generate(ids.cuda(), NEW, attention_mask=mask.cuda()))

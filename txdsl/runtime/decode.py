@@ -84,6 +84,8 @@ class CompiledStep:
     def __call__(self, model: Any, ids: Tensor, positions: Tensor | None, slot: Tensor,
                  cache: Any, greedy: bool) -> Tensor:
         self._mark_static(cache, ids, positions, slot)
+        if self.device == "cuda" and self.mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are read
         try:
             return self._compiled(model, ids, positions, slot, cache, greedy)
         except torch._dynamo.exc.Unsupported as exc:
