@@ -1,4 +1,4 @@
-"""Greedy generation with a KV cache: txdsl ``model.generate`` vs Hugging Face ``generate``.
+"""Greedy generation with a KV cache: txdsl ``generate`` vs Hugging Face ``generate``.
 
 Same weights (HF's initialisation copied into the txdsl build), same prompt,
 ``do_sample=False``, no end-of-sequence token (every run decodes exactly
@@ -6,9 +6,22 @@ Same weights (HF's initialisation copied into the txdsl build), same prompt,
 Throughput is ``batch * new / median seconds`` of the whole call (prefill
 included), interleaved repetitions; ratio > 1: txdsl is faster.
 
-Both run eagerly with their default attention (``sdpa``); decoding steps of
-one token are dominated by per-step overhead at this size (Python, cache
-handling, small matmuls), which is what this measures. Besides time, each
+Variants (``--variants``, Hugging Face's default ``generate`` always first,
+the reference every other must match token for token):
+
+- ``hf``: ``GPT2LMHeadModel.generate``, eager, SDPA attention;
+- ``hf-static-compiled``: Hugging Face's own fastest documented path,
+  ``generate(..., cache_implementation="static")`` with ``model.forward =
+  torch.compile(model.forward)``;
+- ``txdsl``: the eager build's ``generate`` (eager decode step);
+- ``txdsl-inductor``: the inductor build's ``Built.generate``, whose decode
+  step is compiled once (``txdsl.runtime.decode``).
+
+Compiled variants are compiled by the token check, before any timing.
+``--quick`` runs the eager variants only (a smoke run of the script); a
+plain ``--check-only`` checks all four. Decoding steps of one token are
+dominated by per-step overhead at this size (Python, cache handling, small
+matmuls), which is what this measures. Besides time, each
 case records the bytes the allocator hands out per generated token (torch
 profiler, ``profile_memory``): a cache that grows by concatenation copies
 itself at every step, a preallocated one does not.
@@ -20,6 +33,7 @@ the same session (``--label``; the old tree first on ``PYTHONPATH``, with its
     python bench/gpt2_generate.py                   # default small GPT-2
     python bench/gpt2_generate.py --cases 1x32+128,8x32+32
     python bench/gpt2_generate.py --check-only      # identical tokens, no timing
+    python bench/gpt2_generate.py --variants hf,txdsl-inductor --cases 1x16+128
 """
 
 from __future__ import annotations
@@ -58,6 +72,47 @@ def allocated_per_token(fn, tokens: int) -> float:
     return sum(max(e.self_cpu_memory_usage, 0) for e in prof.events()) / tokens
 
 
+VARIANTS = {  # name -> what the table calls it
+    "hf": "HF generate",
+    "hf-static-compiled": "HF static cache + torch.compile",
+    "txdsl": "txdsl eager",
+    "txdsl-inductor": "txdsl inductor (compiled step)",
+}
+EAGER_VARIANTS = "hf,txdsl"
+
+
+def make_variants(names: list[str], shape, seed: int) -> dict[str, Any]:
+    """``name -> generate(ids, mask, new)`` with the same weights (HF's initialisation)."""
+    import torch
+
+    hf = C.hf_gpt2(shape, seed=seed, attn="sdpa")
+    fns: dict[str, Any] = {}
+
+    def hf_call(model, **extra):
+        def call(ids, mask, new):
+            return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new,
+                                  min_new_tokens=new, do_sample=False, num_beams=1,
+                                  pad_token_id=0, eos_token_id=None, **extra)
+        return call
+
+    if "hf" in names:
+        fns["hf"] = hf_call(hf)
+    if "hf-static-compiled" in names:
+        # Hugging Face's own fastest documented decode path: a static cache and a compiled
+        # forward (docs: "LLM inference optimization", static kv-cache and torch.compile).
+        hf_static = C.hf_gpt2(shape, seed=seed, attn="sdpa")
+        hf_static.forward = torch.compile(hf_static.forward)
+        fns["hf-static-compiled"] = hf_call(hf_static, cache_implementation="static")
+    for name, backend in (("txdsl", "eager"), ("txdsl-inductor", "inductor")):
+        if name in names:
+            built = C.build_txdsl(shape, seed=seed, backend=backend,
+                                  options={"warmup": False} if backend == "inductor" else None)
+            C.copy_hf_to_txdsl(hf, built.module)
+            fns[name] = (lambda b: lambda ids, mask, new: b.generate(ids, new,
+                                                                     attention_mask=mask))(built)
+    return fns
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -68,64 +123,64 @@ def run(args: argparse.Namespace) -> int:
     for b, p, n in cases:
         if p + n > shape.context:
             raise SystemExit(f"prompt {p} + new {n} exceeds the context ({shape.context})")
+    names = (args.variants or (EAGER_VARIANTS if args.quick else ",".join(VARIANTS))).split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or "hf" not in names:
+        raise SystemExit(f"--variants: {', '.join(unknown) or 'hf is required (the reference)'}"
+                         f"; known: {', '.join(VARIANTS)}")
     reps = args.reps or (2 if args.quick else 7)
-    print(f"gpt2_generate: {shape}, {threads} thread(s), cases {cases}", flush=True)
-
-    hf = C.hf_gpt2(shape, seed=args.seed, attn="sdpa")
-    built = C.build_txdsl(shape, seed=args.seed, backend="eager")
-    C.copy_hf_to_txdsl(hf, built.module)
-    tx = built.module
-
-    def hf_generate(ids, mask, new):
-        return hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new,
-                           min_new_tokens=new, do_sample=False, num_beams=1,
-                           pad_token_id=0, eos_token_id=None)
-
-    def tx_generate(ids, mask, new):
-        return tx.generate(ids, new, attention_mask=mask)
+    print(f"gpt2_generate: {shape}, {threads} thread(s), cases {cases}, variants {names}",
+          flush=True)
+    fns = make_variants(names, shape, args.seed)
 
     rows = []
     with torch.inference_mode():
         for b, p, n in cases:
             ids = C.token_ids(b, p, shape.vocab, seed=args.seed + 2)
             mask = torch.ones_like(ids)
-            expected, got = hf_generate(ids, mask, n), tx_generate(ids, mask, n)
-            if expected.shape != got.shape or not torch.equal(expected, got):
-                same = (expected == got).all(dim=0).long().cumprod(0).sum().item() \
-                    if expected.shape == got.shape else 0
-                raise AssertionError(
-                    f"generated tokens differ at {b}x{p}+{n} (shapes {tuple(expected.shape)} vs "
-                    f"{tuple(got.shape)}; first {same - p if same else 0} new tokens agree)")
-            print(f"  {b}x{p}+{n}: identical tokens ({b * n} generated)", flush=True)
+            expected = fns["hf"](ids, mask, n)
+            for name in [x for x in names if x != "hf"]:
+                got = fns[name](ids, mask, n)  # also compiles a compiled variant, untimed
+                if expected.shape != got.shape or not torch.equal(expected, got):
+                    same = (expected == got).all(dim=0).long().cumprod(0).sum().item() \
+                        if expected.shape == got.shape else 0
+                    raise AssertionError(
+                        f"{VARIANTS[name]}: generated tokens differ from HF at {b}x{p}+{n} "
+                        f"(shapes {tuple(expected.shape)} vs {tuple(got.shape)}; first "
+                        f"{same - p if same else 0} new tokens agree)")
+            print(f"  {b}x{p}+{n}: identical tokens ({b * n} generated) from "
+                  f"{', '.join(VARIANTS[x] for x in names)}", flush=True)
             entry: dict[str, Any] = {"batch": b, "prompt": p, "new": n, "identical": True}
             if not args.check_only:
-                times = C.interleaved({"hf": functools.partial(hf_generate, ids, mask, n),
-                                       "txdsl": functools.partial(tx_generate, ids, mask, n)},
-                                      reps=reps, warmup=1)
-                for name in ("hf", "txdsl"):
+                times = C.interleaved({x: functools.partial(fns[x], ids, mask, n)
+                                       for x in names}, reps=reps, warmup=1)
+                for name in names:
                     s = C.summarize(times[name])
                     entry[name] = {**s, "tokens_per_s": b * n / s["median_s"],
-                                   "ms_per_step": 1000 * s["median_s"] / n}
-                entry["ratio_txdsl_vs_hf"] = (entry["hf"]["median_s"]
-                                              / entry["txdsl"]["median_s"])
-                for name, fn in (("hf", hf_generate), ("txdsl", tx_generate)):
+                                   "ms_per_step": 1000 * s["median_s"] / n,
+                                   "vs_hf": C.summarize(times["hf"])["median_s"]
+                                   / s["median_s"]}
+                for name in names:
                     entry[name]["alloc_bytes_per_token"] = allocated_per_token(
-                        functools.partial(fn, ids, mask, n), b * n)
-                print(f"  txdsl/hf {entry['ratio_txdsl_vs_hf']:.2f}x", flush=True)
+                        functools.partial(fns[name], ids, mask, n), b * n)
+                print("  " + ", ".join(f"{x} {entry[x]['vs_hf']:.2f}x HF" for x in names),
+                      flush=True)
             rows.append(entry)
 
     if args.check_only:
-        print("check-only: txdsl generates the same tokens as Hugging Face; nothing timed")
+        print("check-only: every variant generates the same tokens as Hugging Face; "
+              "nothing timed")
         return 0
 
     env = C.environment(threads)
     data = {
         "benchmark": "gpt2_generate",
         "what": "greedy generate tokens/s (batch*new / median seconds, prefill included); "
-                "ratio = HF time / txdsl time (>1 = txdsl faster)",
+                "vs_hf = HF generate time / variant time (>1 = faster than HF generate)",
         "label": args.label, "txdsl_from": str(Path(C.txdsl_path()).parent),
-        "shape": shape.__dict__, "reps": reps, "env": env, "params": C.param_count(hf),
-        "results": rows,
+        "shape": shape.__dict__, "reps": reps, "env": env,
+        "params": C.param_count(C.hf_gpt2(shape, seed=args.seed)),
+        "variants": {x: VARIANTS[x] for x in names}, "results": rows,
     }
     md = markdown(data)
     name = args.out or ("gpt2_generate" + (f"_{args.label}" if args.label else ""))
@@ -138,24 +193,24 @@ def run(args: argparse.Namespace) -> int:
 
 def markdown(data: dict) -> str:
     s = data["shape"]
+    names = list(data["variants"])
     lines = [
         "## GPT-2 greedy generation (KV cache): txdsl vs Hugging Face (same weights)"
         + (f" [{data['label']}]" if data.get("label") else ""),
         "",
         f"Model: {s['layers']} layers, d_model {s['d_model']}, {s['heads']} heads, "
         f"vocab {s['vocab']} ({data['params']:,} parameters). {C.env_line(data['env'])}. "
-        f"Median of {data['reps']} interleaved runs. Generated tokens identical in every case.",
+        f"Median of {data['reps']} interleaved runs (compiled variants compiled before "
+        "timing). Generated tokens identical in every case. Cells: tokens/s (ms per step; "
+        "speed vs HF generate; KiB allocated per token).",
         "",
     ]
-    rows = [[f"{r['batch']}", r["prompt"], r["new"],
-             f"{C.fmt_rate(r['hf']['tokens_per_s'])} ({r['hf']['ms_per_step']:.1f} ms/step)",
-             f"{C.fmt_rate(r['txdsl']['tokens_per_s'])} ({r['txdsl']['ms_per_step']:.1f} ms/step)",
-             f"{r['ratio_txdsl_vs_hf']:.2f}x",
-             f"{r['hf'].get('alloc_bytes_per_token', 0) / 1024:,.0f}",
-             f"{r['txdsl'].get('alloc_bytes_per_token', 0) / 1024:,.0f}"] for r in data["results"]]
-    lines.append(C.md_table(["batch", "prompt", "new tokens", "HF generate tok/s",
-                             "txdsl generate tok/s", "txdsl vs HF", "HF KiB alloc/token",
-                             "txdsl KiB alloc/token"], rows))
+    rows = [[f"{r['batch']}", r["prompt"], r["new"]]
+            + [f"{C.fmt_rate(r[x]['tokens_per_s'])} ({r[x]['ms_per_step']:.1f} ms; "
+               f"{r[x]['vs_hf']:.2f}x; {r[x].get('alloc_bytes_per_token', 0) / 1024:,.0f} KiB)"
+               for x in names] for r in data["results"]]
+    lines.append(C.md_table(["batch", "prompt", "new tokens"]
+                            + [data["variants"][x] for x in names], rows))
     return "\n".join(lines)
 
 
@@ -167,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", default=None,
                    help=f"BxP+N: batch, prompt length, new tokens (default {DEFAULT_CASES})")
     p.add_argument("--reps", type=int, default=None, help="timed rounds (default 7; --quick 2)")
+    p.add_argument("--variants", default=None,
+                   help=f"comma-separated, hf first (default: all of {','.join(VARIANTS)}; "
+                        f"--quick: {EAGER_VARIANTS}, nothing compiled)")
     p.add_argument("--label", default="", help="a name for this run (e.g. before, after)")
     return run(p.parse_args(argv))
 

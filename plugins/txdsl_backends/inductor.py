@@ -13,6 +13,10 @@ Inputs are checked in Python before the compiled code runs (a forward
 pre-hook on the compiled module, :func:`guard`): inside the compiled graph
 only the shape and dtype checks of :mod:`txdsl.runtime.boundary` remain, and
 a bad id in a compiled kernel aborts the process instead of raising.
+
+``generate`` on the compiled module (and on ``txdsl.load``'s result) decodes
+with a compiled decode step (:meth:`InductorBackend.decode_step`,
+:mod:`txdsl.runtime.decode`) instead of the eager model.
 """
 
 from __future__ import annotations
@@ -68,7 +72,22 @@ class InductorBackend:
         compiled = torch.compile(module, backend="inductor", fullgraph=options.fullgraph,
                                  dynamic=options.dynamic, mode=options.mode,
                                  options=dict(options.options) if options.options else None)
-        return guard(compiled, module)
+        return with_generate(guard(compiled, module), module, self.decode_step(module, options))
+
+    def decode_step(self, module: Any, options: InductorOptions) -> Any:
+        """The compiled decode step ``generate`` uses for ``module`` (None: not a decoder).
+
+        ``torch.compile(..., fullgraph=True, dynamic=False)`` with this build's
+        ``mode``/``options``; on CUDA without a mode, ``reduce-overhead`` (CUDA graphs).
+        """
+        if getattr(module, "decoder", None) is None or module.is_encoder_decoder:
+            return None
+        from txdsl.runtime.decode import CompiledStep
+
+        param = next(module.parameters(), None)
+        device = param.device.type if param is not None else "cpu"
+        return CompiledStep(backend="inductor", mode=options.mode, options=options.options,
+                            device=device)
 
     def lower(self, module: Any, example_inputs: dict, options: InductorOptions) -> Any:
         import torch
@@ -84,6 +103,15 @@ class InductorBackend:
 
     def load(self, directory: Path, module: Any, options: InductorOptions) -> Any:
         return self.compile(module, options)
+
+
+def with_generate(compiled: Any, module: Any, step: Any) -> Any:
+    """``compiled.generate`` decodes with ``step`` (the compiled step), not the eager model."""
+    if step is None or compiled is module:
+        return compiled
+    from txdsl.runtime.decode import attach_generate
+
+    return attach_generate(compiled, module, step)
 
 
 def guard(compiled: Any, module: Any) -> Any:

@@ -63,6 +63,16 @@ class Built:
     def __call__(self, **inputs: Any) -> Any:
         return self.lowered(**inputs)
 
+    def generate(self, input_ids: "torch.Tensor", max_new_tokens: int,
+                 **kwargs: Any) -> "torch.Tensor":
+        """Decode with this build: the backend's compiled decode step when it has one
+        (``inductor``), the eager step otherwise; keywords as
+        :func:`txdsl.runtime.generate.generate`."""
+        from ..runtime.generate import generate
+
+        step = getattr(self.lowered, "decode_step", None)  # set by a compiling backend
+        return generate(self.module, input_ids, max_new_tokens, step=step, **kwargs)
+
     def example(self, batch: int = 1, seed: int = 0) -> dict[str, "torch.Tensor"]:
         """Small random inputs of the right kind for this model (see :func:`example_inputs`)."""
         return example_inputs(self.ir, self.registry, batch=batch, device=self.target.device,

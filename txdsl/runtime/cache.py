@@ -42,6 +42,9 @@ class StackCache:
         self.key_positions = torch.zeros(batch, capacity, dtype=torch.long, device=device)
         self.length = torch.zeros((), dtype=torch.long, device=device)
         self.padded = False  # any padding written (else causality alone hides unwritten slots)
+        # Sized and decided on the host by the caller (generate): no growth, and ``padded``
+        # is known before the first step, so a compiled step trusts it (no per-step checks).
+        self.planned = False
 
     def slots(self, T: int) -> Tensor:
         """The ``(T,)`` slots of the next ``T`` tokens."""

@@ -1,9 +1,16 @@
 """Autoregressive decoding: greedy or sampled, with the KV cache.
 
-The cache is allocated once for the prompt plus ``max_new_tokens``
-(:meth:`TxModel.new_cache <txdsl.runtime.model.TxModel.new_cache>`), and
-every decoding step passes tensors of the same shapes (one token, its mask
-column, its position, its slot), so a compiled step is compiled once.
+For a decoder-only model the cache is allocated once for the prompt plus
+``max_new_tokens`` (:meth:`TxModel.new_cache
+<txdsl.runtime.model.TxModel.new_cache>`, rounded up by :func:`cache_capacity`)
+and *planned*: whether any row is padded is decided once on the host, so
+without padding every mask is causality alone. The prompt is one forward
+computing only the last position's logits (``logits_to_keep=1``); then a
+decode step (:mod:`txdsl.runtime.decode`, eager or compiled) feeds one token,
+its position and its slot per step, tensors of the same shapes updated in
+place, so a compiled step is compiled once. Sampling stays on the device;
+the only host synchronisation per step is the stop check when
+``eos_token_id`` is given.
 
 The arguments are checked before any work (:func:`check_generate`): an
 empty prompt, a prompt plus ``max_new_tokens`` longer than the model's
@@ -20,13 +27,17 @@ precedes it; every position scheme reads them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import Tensor
 
+from .decode import eager_step
+
 if TYPE_CHECKING:
     from .model import TxModel
+
+CAPACITY_QUANTUM = 64  # cache slots are allocated in multiples of this (see cache_capacity)
 
 
 def next_token(logits: Tensor, *, do_sample: bool = False, temperature: float = 1.0,
@@ -104,6 +115,25 @@ def position_ids_from_mask(mask: Tensor) -> Tensor:
     return positions.masked_fill(mask == 0, 0)
 
 
+class _Stop:
+    """Rows that produced ``eos_token_id`` continue with ``pad``; all on the device."""
+
+    def __init__(self, B: int, device: Any, eos: int | None, pad: int | None):
+        self.eos, self.pad = eos, pad if pad is not None else eos
+        self.finished = torch.zeros(B, dtype=torch.bool, device=device)
+
+    def __call__(self, tok: Tensor) -> Tensor:
+        if self.eos is None:
+            return tok
+        tok = torch.where(self.finished, torch.full_like(tok, self.pad or 0), tok)
+        self.finished = self.finished | (tok == self.eos)
+        return tok
+
+    def all_done(self) -> bool:
+        """The stop check: the only host synchronisation of a decoding step (with an eos)."""
+        return self.eos is not None and bool(self.finished.all())
+
+
 @torch.no_grad()
 def generate(model: "TxModel", input_ids: Tensor, max_new_tokens: int, *,
              attention_mask: Tensor | None = None, do_sample: bool = False,
@@ -111,7 +141,7 @@ def generate(model: "TxModel", input_ids: Tensor, max_new_tokens: int, *,
              eos_token_id: int | None = None, pad_token_id: int | None = None,
              decoder_start_token_id: int | None = None,
              generator: torch.Generator | None = None, use_cache: bool = True,
-             truncate: bool = False) -> Tensor:
+             truncate: bool = False, step: Callable[..., Tensor] | None = None) -> Tensor:
     """Decode up to ``max_new_tokens`` tokens after ``input_ids`` ``(B, T)``.
 
     Returns ``(B, T + new)`` for a decoder-only model (prompt included, as
@@ -122,41 +152,39 @@ def generate(model: "TxModel", input_ids: Tensor, max_new_tokens: int, *,
     sequence each step (for testing the cache). A prompt plus ``max_new_tokens``
     past the model's context is refused; with ``truncate=True`` decoding stops
     at the context instead.
+
+    ``step``: the decoding step of a decoder-only model with a KV cache
+    (:mod:`txdsl.runtime.decode`: :func:`~txdsl.runtime.decode.eager_step`, the
+    default, or a :class:`~txdsl.runtime.decode.CompiledStep`). The prompt is
+    one eager forward computing only the last position's logits; each step
+    feeds one token per row. Encoder-decoder models and segment memory
+    (Transformer-XL) decode eagerly.
     """
     max_new_tokens = check_generate(model, input_ids, max_new_tokens, truncate=truncate)
     check_sampling(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
     pick = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
                 generator=generator)
-    pad = pad_token_id if pad_token_id is not None else eos_token_id
     B = input_ids.shape[0]
     device = input_ids.device
     mask = (attention_mask.long() if attention_mask is not None
             else torch.ones_like(input_ids, dtype=torch.long))
-    finished = torch.zeros(B, dtype=torch.bool, device=device)
-
-    def done(tok: Tensor) -> Tensor:
-        nonlocal finished
-        if eos_token_id is None:
-            return tok
-        tok = torch.where(finished, torch.full_like(tok, pad if pad is not None else 0), tok)
-        finished = finished | (tok == eos_token_id)
-        return tok
+    done = _Stop(B, device, eos_token_id, pad_token_id)
 
     if model.is_encoder_decoder:
         if decoder_start_token_id is None:
             raise ValueError("an encoder-decoder model needs decoder_start_token_id to generate")
         out_ids = torch.full((B, 1), decoder_start_token_id, dtype=torch.long, device=device)
         cache = model.new_cache(B, 1 + max_new_tokens) if use_cache else None
-        for step in range(max_new_tokens):
-            cached = cache is not None and step > 0
+        for i in range(max_new_tokens):
+            cached = cache is not None and i > 0
             ids = out_ids[:, -1:] if cached else out_ids
             out = model(input_ids, attention_mask=mask, decoder_input_ids=ids,
                         past_key_values=cache, use_cache=use_cache,
-                        cache_position=torch.arange(step, step + 1, device=device)
-                        if cached else None)
+                        cache_position=torch.arange(i, i + 1, device=device)
+                        if cached else None, logits_to_keep=1)
             tok = done(next_token(out.logits[:, -1, :], **pick))
             out_ids = torch.cat([out_ids, tok[:, None]], dim=1)
-            if eos_token_id is not None and bool(finished.all()):
+            if done.all_done():
                 break
         return out_ids
 
@@ -166,35 +194,87 @@ def generate(model: "TxModel", input_ids: Tensor, max_new_tokens: int, *,
         # Segment memory (Transformer-XL) instead of a KV cache: the prompt is the first
         # segment, then each new token is one, reading the mems the previous one returned.
         tokens, mems = input_ids, None
-        for step in range(max_new_tokens):
-            out = model(tokens if step == 0 else tokens[:, -1:],
-                        attention_mask=mask if step == 0 else None, mems=mems)
+        for i in range(max_new_tokens):
+            out = model(tokens if i == 0 else tokens[:, -1:],
+                        attention_mask=mask if i == 0 else None, mems=mems)
             mems = out.mems
             tok = done(next_token(out.logits[:, -1, :], **pick))
             tokens = torch.cat([tokens, tok[:, None]], dim=1)
-            if eos_token_id is not None and bool(finished.all()):
+            if done.all_done():
                 break
         return tokens
-    # Positions count real tokens only (left padding), for every position scheme; a
-    # module that derives its own ids from the mask (RoBERTa's padding offset) is left to.
-    own_ids = getattr(model.embedding.position, "padding_idx", None) is not None
-    positions = position_ids_from_mask(mask)  # (B, T0)
-    T0 = input_ids.shape[1]
-    cache = model.new_cache(B, T0 + max_new_tokens) if use_cache else None
+    if not use_cache:
+        return _generate_uncached(model, input_ids, max_new_tokens, mask, pick, done)
+    return _generate_cached(model, input_ids, max_new_tokens, attention_mask, pick, done,
+                            step or eager_step)
+
+
+def cache_capacity(model: "TxModel", needed: int) -> int:
+    """Slots to allocate for ``needed`` positions: rounded up to a multiple of
+    :data:`CAPACITY_QUANTUM` (within the context), so a compiled step, whose shapes
+    include the capacity, is reused by calls of similar lengths."""
+    rounded = -(-needed // CAPACITY_QUANTUM) * CAPACITY_QUANTUM
+    return min(rounded, max(model.context, needed)) if model.context else rounded
+
+
+def _own_ids(model: "TxModel") -> bool:
+    """A position module that derives its ids from the mask (RoBERTa's padding offset)."""
+    return getattr(model.embedding.position, "padding_idx", None) is not None
+
+
+def _generate_cached(model: "TxModel", input_ids: Tensor, max_new_tokens: int,
+                     attention_mask: Tensor | None, pick: dict, done: _Stop,
+                     step: Callable[..., Tensor]) -> Tensor:
+    """Prefill once (last position's logits only), then one ``step`` per token over a
+    preallocated, planned cache. Host decisions before the loop: padding, greedy."""
+    B, T0 = input_ids.shape
+    device = input_ids.device
+    total = T0 + max_new_tokens
+    tokens = torch.empty(B, total, dtype=input_ids.dtype, device=device)
+    tokens[:, :T0] = input_ids
+    if max_new_tokens == 0:
+        return tokens
+    # The one host decision about padding: without any, masks are causality alone.
+    padded = attention_mask is not None and not bool(attention_mask.bool().all())
+    mask = attention_mask.long() if padded else None
+    own_ids = _own_ids(model)
+    positions = position_ids_from_mask(mask) if padded and not own_ids else None  # (B, T0)
+    cache = model.new_cache(B, cache_capacity(model, total))
+    cache.stack.planned, cache.stack.padded = True, padded
+    out = model(input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                use_cache=True, cache_position=torch.arange(T0, device=device),
+                logits_to_keep=1)
+    greedy = not pick["do_sample"]
+    tok = done(next_token(out.logits[:, -1, :], **pick))  # (B,)
+    tokens[:, T0] = tok
+    # The step's inputs, updated in place: the same tensors (and shapes) at every step.
+    ids = tok[:, None].clone()  # (B, 1)
+    step_positions = positions[:, -1:].clone() if positions is not None else None  # (B, 1)
+    slot = torch.full((1,), T0, dtype=torch.long, device=device)  # (1,)
+    for i in range(1, max_new_tokens):
+        if done.all_done():  # the only host sync (and only with an eos)
+            return tokens[:, :T0 + i]
+        if step_positions is not None:
+            step_positions.add_(1)
+        result = step(model, ids, step_positions, slot, cache, greedy)
+        tok = done(result if greedy else next_token(result, **pick))
+        tokens[:, T0 + i] = tok
+        ids.copy_(tok[:, None])
+        slot.add_(1)
+    return tokens
+
+
+def _generate_uncached(model: "TxModel", input_ids: Tensor, max_new_tokens: int,
+                       mask: Tensor, pick: dict, done: _Stop) -> Tensor:
+    """Re-run the whole sequence at every step (what the cache is tested against)."""
+    own_ids = _own_ids(model)
     tokens = input_ids
-    for step in range(max_new_tokens):
-        if cache is not None and step > 0:  # one new token; every tensor keeps its shape
-            ids, step_mask, pos = tokens[:, -1:], mask[:, -1:], positions[:, -1:]
-            slots = torch.arange(T0 + step - 1, T0 + step, device=device)
-        else:  # the prompt (or, without a cache, everything so far)
-            ids, step_mask, pos, slots = tokens, mask, positions, None
-        out = model(ids, attention_mask=step_mask, position_ids=None if own_ids else pos,
-                    past_key_values=cache, use_cache=use_cache,
-                    cache_position=slots if cache is not None else None)
+    for _ in range(max_new_tokens):
+        positions = position_ids_from_mask(mask)
+        out = model(tokens, attention_mask=mask, position_ids=None if own_ids else positions)
         tok = done(next_token(out.logits[:, -1, :], **pick))
         tokens = torch.cat([tokens, tok[:, None]], dim=1)
-        mask = torch.cat([mask, mask.new_ones(B, 1)], dim=1)
-        positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
-        if eos_token_id is not None and bool(finished.all()):
+        mask = torch.cat([mask, mask.new_ones(tokens.shape[0], 1)], dim=1)
+        if done.all_done():
             break
     return tokens

@@ -95,7 +95,8 @@ class TxModel(nn.Module):
                 mems: tuple[Tensor, ...] | list[Tensor] | None = None,
                 perm_mask: Tensor | None = None,
                 target_mapping: Tensor | None = None,
-                features: Tensor | None = None) -> TxOutput:
+                features: Tensor | None = None,
+                logits_to_keep: int | None = None) -> TxOutput:
         """Hugging Face's keywords; ``(B, T)`` ids and 0/1 masks, ``(B, C, H, W)`` pixels.
 
         Every input is checked first (:mod:`txdsl.runtime.boundary`): a bad
@@ -127,6 +128,11 @@ class TxModel(nn.Module):
           ``(B, P, vocab)``). ``token_type_ids`` are XLNet's segment ids.
         - ``features`` ``(B, T, N)`` floats: continuous inputs, for a model whose
           embedding declares ``features = N`` (time series, sets).
+        - ``logits_to_keep``: the logits head reads only the last ``logits_to_keep``
+          positions (generation's prefill needs the last one), applied before the head
+          so the others' vocabulary projections are never computed; ``None`` or 0:
+          every position (as Hugging Face's argument). Other heads and
+          ``last_hidden_state`` still see every position.
         """
         check_inputs(self.limits, dict(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
@@ -138,6 +144,11 @@ class TxModel(nn.Module):
             dtype=self._dtype())
         if mems is not None:
             _check_mems(mems, input_ids, self.ir.d_model)
+        if logits_to_keep is not None and (not isinstance(logits_to_keep, int)
+                                           or isinstance(logits_to_keep, bool)
+                                           or logits_to_keep < 0):
+            raise ValueError(f"logits_to_keep ({logits_to_keep!r}) must be an integer >= 0 "
+                             "(0 or None: logits at every position)")
         cache = past_key_values
         if use_cache and cache is None:
             cache = ModelCache()
@@ -183,7 +194,10 @@ class TxModel(nn.Module):
                                         features=features)
             new_mems = tuple(main.new_mems) or None
 
-        heads = {name: head(h, attention_mask=mask) for name, head in self.heads.items()}
+        heads = {}
+        for name, head in self.heads.items():
+            keep = logits_to_keep if name == self.logits_head else None
+            heads[name] = head(_kept(h, keep), attention_mask=_kept(mask, keep))
         # One constructor call (no attribute writes after it): a compiled model with a graph
         # break would otherwise lose them.
         return TxOutput(logits=heads[self.logits_head] if self.logits_head is not None else None,
@@ -257,6 +271,11 @@ def _check_mems(mems: Any, input_ids: Tensor | None, d_model: int) -> None:
         if m.dim() != 3 or m.shape[-1] != d_model or (B is not None and m.shape[0] != B):
             raise ValueError(f"mems[{i}] must be (batch {B}, memory, d_model {d_model}), "
                              f"got {tuple(m.shape)}")
+
+
+def _kept(x: Tensor | None, keep: int | None) -> Tensor | None:
+    """``x`` ``(B, T, ...)``, or its last ``keep`` positions (``logits_to_keep``)."""
+    return x if not keep or x is None else x[:, -keep:]
 
 
 def _with_cls(attention_mask: Tensor) -> Tensor:

@@ -82,13 +82,14 @@ class Stack(nn.Module):
             k_positions = positions
         else:
             slots = cache_position if cache_position is not None else cache.slots(T)
-            if not compiling:
+            if not compiling and not cache.planned:
                 cache.ensure(int(slots[-1]) + 1)
                 cache.padded = cache.padded or (real is not None and not bool(real.all()))
             cache.write(slots, real if real is not None else
                         torch.ones(B, T, dtype=torch.bool, device=x.device), positions)
             # Unwritten slots are padding: causality hides them, unless the stack isn't causal.
-            hide = compiling or cache.padded or not self.causal
+            # A planned cache's padding was decided on the host: compiled steps trust it.
+            hide = (compiling and not cache.planned) or cache.padded or not self.causal
             mask = AttentionMask(causal=self.causal, q_slots=slots,
                                  key_padding=cache.key_padding if hide else None)
             k_positions = cache.key_positions
