@@ -27,7 +27,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[hf,dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[hf,dev,onnx]"
 	touch $(STAMP)
 
 bench: setup   ## side-by-side benchmarks against Hugging Face and x-transformers (bench/README.md)

@@ -63,3 +63,18 @@ def planned_registry():
 
     modules = {name: importlib.import_module(mod) for name, mod in BUILTIN_COMPONENTS.items()}
     return load_registry({**modules, "planned": PlannedPlugin})
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _build_cache(tmp_path_factory):
+    """Builds (and the txdsl processes tests start) use a build cache of their own, not the
+    user's ~/.cache/txdsl: a session's tests share it, nothing outlives the session."""
+    import os
+
+    before = os.environ.get("TXDSL_CACHE_DIR")
+    os.environ["TXDSL_CACHE_DIR"] = str(tmp_path_factory.mktemp("build-cache"))
+    yield
+    if before is None:
+        os.environ.pop("TXDSL_CACHE_DIR", None)
+    else:
+        os.environ["TXDSL_CACHE_DIR"] = before

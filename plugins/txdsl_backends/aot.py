@@ -5,19 +5,25 @@ without the spec, the plugins or ``weights.safetensors`` (it carries its own
 copy of the weights), so a deployment needs only PyTorch::
 
     model = torch._inductor.aoti_load_package("artifacts/gpt2/model.pt2")
-    out = model(input_ids=ids)  # {"logits": ...}
+    out = model(input_ids=ids, attention_mask=mask)  # {"logits": ...}
 
-It takes exactly the keyword inputs it was exported with (the manifest's
-``inputs``) and returns a dict of tensors. With ``dynamic`` (the default)
-batch and sequence lengths are symbolic, from 1 upwards (a model that can't
-take every length, e.g. learned positions, falls back to what
-``torch.export`` infers, ``Dim.AUTO``); sequence lengths go up to the
-model's context. Compiling takes C++ compilation time: tens of seconds for a
-small model on CPU.
+It takes every input a deployed model needs (:func:`txdsl.back.inputs.serving_inputs`:
+``input_ids`` and ``attention_mask``, ``token_type_ids`` where the
+embedding has token types, ``decoder_input_ids``/``decoder_attention_mask``
+for an encoder-decoder, ``pixel_values``, ``features``), all of them, by
+keyword, as the manifest's ``inputs`` list them, and returns a dict of
+tensors. With ``dynamic`` (the default) the ``batch``, ``sequence`` and
+``decoder_sequence`` dimensions are symbolic, from 1 up to the model's
+context (a model that can't take every length falls back to what
+``torch.export`` infers, ``Dim.AUTO``; the manifest's ``axes`` then say
+which stayed symbolic). Compiling takes C++ compilation time: tens of
+seconds for a small model on CPU; the build cache
+(:mod:`txdsl.back.build_cache`) keeps the package for the next build.
 
 Inputs: :class:`AOTModule` (what ``txdsl.build`` and ``txdsl.load`` return)
-checks every input in Python before the package runs (:class:`PackageInputs`:
-the exported names, dtypes and fixed dimensions, then the model boundary of
+checks every input in Python before the package runs
+(:class:`txdsl.backends.InputSpec`: the exported names, dtypes and fixed
+dimensions, one size per named dimension, then the model boundary of
 :mod:`txdsl.runtime.boundary`), because a bad id inside a compiled kernel
 aborts the process. A bare ``model.pt2`` checks less: the id range checks
 are in the exported program (``torch._check``: a ``RuntimeError``), and its
@@ -33,7 +39,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from txdsl.backends import BackendOptions, Outputs, input_spec, output_tensors
+from txdsl.backends import (BATCH, BackendOptions, InputSpec, Outputs, input_axes,
+                            input_spec, output_tensors, saved_inputs)
 from txdsl.sdk.targets import Target
 
 from .inductor import _compiler_missing
@@ -72,10 +79,12 @@ def _exportable(module: Any, names: list[str]) -> Any:
 
 def dynamic_shapes(example_inputs: dict[str, Any], auto: bool,
                    context: int | None = None) -> dict[str, dict[int, Any]]:
-    """Batch (dim 0) of every input and the length (dim 1) of 2-D token inputs symbolic.
+    """Named symbolic dimensions (``batch``, ``sequence``, ``decoder_sequence``) of every input.
 
-    Inputs of one sequence share its length (1 to ``context``); ``decoder_*``
-    inputs have their own.
+    Which dimension of which input varies is :func:`txdsl.backends.input_axes`;
+    inputs of one sequence share its length (1 to ``context``); ``decoder_*``
+    inputs have their own. ``auto``: ``Dim.AUTO`` everywhere (what
+    ``torch.export`` infers, unnamed), for a model that can't take every length.
     """
     from torch.export import Dim
 
@@ -84,95 +93,66 @@ def dynamic_shapes(example_inputs: dict[str, Any], auto: bool,
     def dim(name: str) -> Any:
         if auto:
             return Dim.AUTO
-        top = context if name != "batch" and context is not None else None
+        top = context if name != BATCH and context is not None else None
         return dims.setdefault(name, Dim(name, min=1, max=top) if top else Dim(name, min=1))
 
-    shapes: dict[str, dict[int, Any]] = {}
-    for key, value in example_inputs.items():
-        spec = {0: dim("batch")}
-        if value.ndim == 2 and not value.is_floating_point():
-            spec[1] = dim("decoder_seq" if key.startswith("decoder_") else "seq")
-        shapes[key] = spec
-    return shapes
+    return {key: {d: dim(axis) for d, axis in
+                  enumerate(input_axes(key, value.ndim, value.is_floating_point()))
+                  if axis is not None}
+            for key, value in example_inputs.items()}
 
 
-class PackageInputs:
-    """What a package takes: the inputs it was exported with, and the model's limits.
+def exported_spec(program: Any, example_inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The manifest's ``inputs`` of an exported program: shape, dtype, and as ``axes``
+    the names of the dimensions that stayed symbolic (``None`` where export fixed one)."""
+    import torch
 
-    ``spec``: ``{name: {"shape": [...], "dtype": "int64"}}`` (the manifest's
-    ``inputs``); with ``dynamic`` the batch (dim 0) and the length of 2-D
-    integer inputs (dim 1) vary, every other dimension is fixed.
-    """
+    spec = input_spec(example_inputs, dynamic=True)
+    values = {n.name: n.meta.get("val") for n in program.graph.nodes if n.op == "placeholder"}
+    for name, want in spec.items():
+        val = values.get(name)
+        if isinstance(val, torch.Tensor):
+            want["axes"] = [a if not isinstance(size, int) else None
+                            for a, size in zip(want["axes"], val.shape)]
+    return spec
 
-    def __init__(self, spec: dict[str, dict[str, Any]], limits: Any, dynamic: bool):
-        self.spec, self.limits, self.dynamic = spec, limits, dynamic
+
+class PackageInputs(InputSpec):
+    """What a package takes (:class:`txdsl.backends.InputSpec`), read from an artifact."""
 
     @classmethod
     def from_manifest(cls, manifest: Any, dynamic: bool) -> "PackageInputs":
         from txdsl.ir import ModelIR
         from txdsl.runtime.boundary import Limits
 
-        return cls(manifest.inputs, Limits.from_ir(ModelIR.model_validate(manifest.ir)), dynamic)
-
-    def varying(self, name: str, rank: int, floating: bool) -> set[int]:
-        if not self.dynamic:
-            return set()
-        return {0, 1} if rank == 2 and not floating else {0}
-
-    def check(self, inputs: dict[str, Any]) -> None:
-        import torch
-
-        from txdsl.runtime.boundary import check_inputs
-
-        names = ", ".join(self.spec)
-        for name in inputs:
-            if name not in self.spec:
-                raise TypeError(f"this aot package takes {names} (what it was exported with), "
-                                f"not {name}")
-        for name, want in self.spec.items():
-            if name not in inputs:
-                raise TypeError(f"this aot package needs {name} (it takes {names})")
-            value = inputs[name]
-            if not isinstance(value, torch.Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-            dtype = getattr(torch, want["dtype"])
-            if value.dtype != dtype:
-                raise TypeError(f"{name} has dtype {value.dtype}, but this aot package was "
-                                f"exported for {dtype}")
-            shape = want["shape"]
-            if value.ndim != len(shape):
-                raise ValueError(f"{name} must have {len(shape)} dimensions, got shape "
-                                 f"{tuple(value.shape)}")
-            fixed = set(range(len(shape))) - self.varying(name, len(shape), dtype.is_floating_point)
-            if any(value.shape[d] != shape[d] for d in fixed):
-                want_shape = tuple("*" if d not in fixed else n for d, n in enumerate(shape))
-                raise ValueError(f"{name} must have shape {want_shape} (* varies), got "
-                                 f"{tuple(value.shape)}")
-        floating = [getattr(torch, w["dtype"]) for w in self.spec.values()
-                    if getattr(torch, w["dtype"]).is_floating_point]
-        check_inputs(self.limits, inputs, dtype=floating[0] if floating else None,
-                     cache_grows=False)
+        return cls(manifest.inputs, Limits.from_ir(ModelIR.model_validate(manifest.ir)),
+                   dynamic, "aot package")
 
 
 class AOTModule:
     """A loaded ``model.pt2``, called like the model: keyword tensors in, outputs out.
 
     With ``inputs`` (how ``txdsl.build`` and ``txdsl.load`` make it), every
-    call is checked first (:class:`PackageInputs`)."""
+    call is checked first (:class:`txdsl.backends.InputSpec`); ``input_spec``
+    is what the manifest records."""
 
     def __init__(self, runner: Any, path: Path, tmp: tempfile.TemporaryDirectory | None = None,
-                 inputs: PackageInputs | None = None):
+                 inputs: InputSpec | None = None):
         self.runner = runner
         self.path = path
         self._tmp = tmp  # keeps a package not yet saved to an artifact alive
         self.inputs = inputs
 
+    @property
+    def input_spec(self) -> dict[str, dict[str, Any]] | None:
+        return self.inputs.spec if self.inputs is not None else None
+
     def __call__(self, *args: Any, **inputs: Any) -> Outputs:
-        if args:
+        if self.inputs is not None:
+            inputs = self.inputs.check(args, inputs)
+        elif args:
             raise TypeError(f"an aot package takes keyword inputs only (input_ids=...), got "
                             f"{len(args)} positional")
-        if self.inputs is not None:
-            self.inputs.check(inputs)
         return Outputs(self.runner(**inputs))
 
     def eval(self) -> "AOTModule":  # already inference-only; for nn.Module-like callers
@@ -218,19 +198,18 @@ class AOTBackend:
         configs = {"aot_inductor.check_lowerbound": False, **options.inductor_configs}
         torch._inductor.aoti_compile_and_package(program, package_path=str(path),
                                                  inductor_configs=configs)
-        inputs = None
-        if getattr(module, "limits", None) is not None:
-            inputs = PackageInputs(input_spec(example_inputs), module.limits, options.dynamic)
+        spec = (exported_spec(program, example_inputs) if options.dynamic
+                else input_spec(example_inputs))
+        inputs = InputSpec(spec, getattr(module, "limits", None), options.dynamic, "aot package")
         return AOTModule(torch._inductor.aoti_load_package(str(path)), path, tmp, inputs)
 
     def save(self, lowered: AOTModule, directory: Path) -> None:
         shutil.copyfile(lowered.path, Path(directory) / PACKAGE)
 
     def load(self, directory: Path, module: Any, options: AOTOptions) -> AOTModule:
+        """``directory``: an artifact, or a build-cache entry (``module`` then given)."""
         import torch
 
-        from txdsl.back.artifact import read_manifest
-
         path = Path(directory) / PACKAGE
-        inputs = PackageInputs.from_manifest(read_manifest(directory), options.dynamic)
+        inputs = saved_inputs(directory, module, options.dynamic, "aot package")
         return AOTModule(torch._inductor.aoti_load_package(str(path)), path, inputs=inputs)

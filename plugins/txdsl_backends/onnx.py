@@ -1,41 +1,69 @@
 """``onnx``: ``torch.onnx.export`` (the dynamo exporter) to ``model.onnx``.
 
-Needs the ``onnx`` and ``onnxscript`` packages to export (``pip install
-'txdsl[onnx]'``) and ``onnxruntime`` to run the result here. The graph's
-inputs and outputs are named after the model's keyword inputs and output
-fields (``input_ids`` -> ``logits``), so any ONNX runtime can call it
-without the spec or the plugins. Weights larger than 2 GB go to an external
-data file beside ``model.onnx``, which the artifact keeps too.
+Needs the ``onnx`` and ``onnxscript`` packages to export and ``onnxruntime``
+to run the result here (``pip install 'txdsl[onnx]'``, pinned). The graph's
+inputs are every input a deployed model takes
+(:func:`txdsl.back.inputs.serving_inputs`: ``input_ids``,
+``attention_mask``, ``token_type_ids``, ``decoder_input_ids``,
+``decoder_attention_mask``, ``pixel_values`` or ``features``, as the model
+has them), its outputs the model's output fields (``logits``,
+``last_hidden_state``, ...), and the varying dimensions are named
+``batch``, ``sequence`` and ``decoder_sequence``, so any ONNX runtime can
+serve a padded batch of any size without the spec, the plugins or torch.
+Weights larger than 2 GB go to an external data file beside ``model.onnx``,
+which the artifact keeps too.
+
+:class:`OnnxModule` (what ``txdsl.build`` and ``txdsl.load`` return) checks
+every input (:class:`txdsl.backends.InputSpec`) before onnxruntime sees it.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
+import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
-from txdsl.backends import BackendError, BackendOptions, Outputs, output_tensors
+from txdsl.backends import (BackendError, BackendOptions, InputSpec, Outputs, input_spec,
+                            output_tensors, saved_inputs)
 from txdsl.sdk.targets import Target
 
 from .aot import _exportable, dynamic_shapes
 
+log = logging.getLogger("txdsl.backends.onnx")
 MODEL = "model.onnx"
 
 
 class OnnxOptions(BackendOptions):
     opset_version: int | None = None  # None: the exporter's default
-    dynamic: bool = True  # symbolic batch and sequence lengths
+    dynamic: bool = True  # named symbolic batch and sequence lengths
     optimize: bool = True  # onnxscript's graph optimisations after export
 
 
 class OnnxModule:
-    """A ``model.onnx`` run by onnxruntime, called like the model."""
+    """A ``model.onnx`` run by onnxruntime, called like the model (keyword tensors in,
+    :class:`Outputs` of tensors out); ``inputs`` checks every call first."""
 
-    def __init__(self, path: Path, tmp: tempfile.TemporaryDirectory | None = None):
+    def __init__(self, path: Path, tmp: tempfile.TemporaryDirectory | None = None,
+                 inputs: InputSpec | None = None):
         self.path = path
         self._tmp = tmp
+        self.inputs = inputs
         self._session: Any = None
+
+    @property
+    def files(self) -> list[Path]:
+        """``model.onnx`` and its external data (``model.onnx.*``), if any: what an
+        artifact keeps."""
+        return sorted(p for p in self.path.parent.iterdir()
+                      if p.is_file() and p.name.startswith(MODEL))
+
+    @property
+    def input_spec(self) -> dict[str, dict[str, Any]] | None:
+        return self.inputs.spec if self.inputs is not None else None
 
     def session(self) -> Any:
         if self._session is None:
@@ -43,22 +71,46 @@ class OnnxModule:
                 import onnxruntime
             except ImportError:
                 raise BackendError(f"running {self.path.name} needs the 'onnxruntime' package "
-                                   "(pip install onnxruntime); the file itself is written "
+                                   "(pip install 'txdsl[onnx]'); the file itself is written "
                                    "(txdsl build --no-run)") from None
             self._session = onnxruntime.InferenceSession(
                 str(self.path), providers=["CPUExecutionProvider"])
         return self._session
 
-    def __call__(self, **inputs: Any) -> Outputs:
+    def __call__(self, *args: Any, **inputs: Any) -> Outputs:
         import torch
 
+        if self.inputs is not None:
+            inputs = self.inputs.check(args, inputs)
+        elif args:
+            raise TypeError(f"an onnx model takes keyword inputs only, got {len(args)} "
+                            "positional")
         session = self.session()
-        feed = {i.name: inputs[i.name].detach().cpu().numpy() for i in session.get_inputs()}
+        feed = {}
+        for i in session.get_inputs():
+            if i.name not in inputs:
+                raise TypeError(f"this onnx model needs {i.name}")
+            feed[i.name] = inputs[i.name].detach().cpu().numpy()
         names = [o.name for o in session.get_outputs()]
         return Outputs({n: torch.from_numpy(v) for n, v in zip(names, session.run(names, feed))})
 
     def eval(self) -> "OnnxModule":
         return self
+
+    def __repr__(self) -> str:
+        return f"OnnxModule({self.path})"
+
+
+def graph_spec(program: Any, example_inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The manifest's ``inputs``: shape and dtype of each example input, and as ``axes`` the
+    ONNX graph's symbolic dimension names (``batch``, ``sequence``; ``None`` where fixed)."""
+    spec = input_spec(example_inputs, dynamic=True)
+    graph = {v.name: v for v in program.model.graph.inputs}
+    for name, want in spec.items():
+        value = graph.get(name)
+        if value is not None and value.shape is not None:
+            want["axes"] = [None if isinstance(d, int) else str(d.value) for d in value.shape]
+    return spec
 
 
 class OnnxBackend:
@@ -75,28 +127,51 @@ class OnnxBackend:
                     f"(pip install 'txdsl[onnx]')")
         return None
 
-    def lower(self, module: Any, example_inputs: dict, options: OnnxOptions) -> OnnxModule:
+    def export(self, module: Any, example_inputs: dict, options: OnnxOptions) -> Any:
+        """The ``ONNXProgram``. If the exporter's decompositions fail with the fused
+        attention kernels (torch 2.13 can't decompose an SDPA whose output it viewed, e.g.
+        T5's cross-attention), export again with attention in its math form."""
         import torch
+        from torch.nn.attention import SDPBackend, sdpa_kernel
 
         with torch.no_grad():
             output_names = list(output_tensors(module(**example_inputs)))
-        program = torch.onnx.export(
-            _exportable(module, list(example_inputs)).eval(), (), kwargs=example_inputs,
-            dynamo=True, input_names=list(example_inputs), output_names=output_names,
-            opset_version=options.opset_version, optimize=options.optimize,
-            dynamic_shapes=(dynamic_shapes(example_inputs, auto=True)
-                            if options.dynamic else None))
+        shapes = (dynamic_shapes(example_inputs, auto=False,
+                                 context=getattr(module, "context", None))
+                  if options.dynamic else None)
+
+        def export() -> Any:
+            with warnings.catch_warnings():  # one per input sharing an axis: expected
+                warnings.filterwarnings("ignore", message=r".*shares the same shape constraints")
+                return torch.onnx.export(
+                    _exportable(module, list(example_inputs)).eval(), (), kwargs=example_inputs,
+                    dynamo=True, input_names=list(example_inputs), output_names=output_names,
+                    opset_version=options.opset_version, optimize=options.optimize,
+                    dynamic_shapes=shapes, verbose=False)
+
+        try:
+            return export()
+        except Exception as exc:  # torch.onnx's ConversionError, or what it wraps
+            log.info("onnx: export failed (%s); exporting attention in its math form",
+                     str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            with sdpa_kernel([SDPBackend.MATH]):
+                return export()
+
+    def lower(self, module: Any, example_inputs: dict, options: OnnxOptions) -> OnnxModule:
+        program = self.export(module, example_inputs, options)
         tmp = tempfile.TemporaryDirectory(prefix="txdsl-onnx-")
         path = Path(tmp.name) / MODEL
         program.save(str(path))
-        return OnnxModule(path, tmp)
+        spec = graph_spec(program, example_inputs) if options.dynamic \
+            else input_spec(example_inputs)
+        return OnnxModule(path, tmp, InputSpec(spec, getattr(module, "limits", None),
+                                               options.dynamic, "onnx model"))
 
     def save(self, lowered: OnnxModule, directory: Path) -> None:
-        import shutil
-
-        for f in lowered.path.parent.iterdir():  # model.onnx and any external data beside it
-            if f.is_file():
-                shutil.copyfile(f, Path(directory) / f.name)
+        for f in lowered.files:  # model.onnx and its external data, if any
+            shutil.copyfile(f, Path(directory) / f.name)
 
     def load(self, directory: Path, module: Any, options: OnnxOptions) -> OnnxModule:
-        return OnnxModule(Path(directory) / MODEL)
+        """``directory``: an artifact, or a build-cache entry (``module`` then given)."""
+        inputs = saved_inputs(directory, module, options.dynamic, "onnx model")
+        return OnnxModule(Path(directory) / MODEL, inputs=inputs)

@@ -67,9 +67,10 @@ BAD = [
     ("not a cache", dict(input_ids=IDS, past_key_values=((IDS, IDS),)), TypeError,
      r"past_key_values must be the model's cache"),
 ]
-# the aot package takes only what it was exported with (input_ids)
+# the aot package takes only what it was exported with (input_ids, attention_mask)
 AOT_ONLY_IDS = {"id past the vocabulary", "negative id", "float ids", "ids not a tensor",
-                "ids of rank 1", "T = 0", "batch of 0", "longer than the context"}
+                "ids of rank 1", "T = 0", "batch of 0", "longer than the context",
+                "mask of 2s", "mask shorter than ids", "mask of another batch"}
 
 
 def _refuses(model, inputs, error, match):

@@ -268,7 +268,19 @@ def tensor_outputs(module: "nn.Module") -> "nn.Module":
     return TensorOutputs(module)
 
 
-def input_spec(example_inputs: Mapping[str, "Tensor"]) -> dict[str, dict[str, Any]]:
-    """``{"input_ids": {"shape": [2, 16], "dtype": "int64"}}``, for manifests."""
-    return {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+def input_spec(example_inputs: Mapping[str, "Tensor"], dynamic: bool = False,
+               ) -> dict[str, dict[str, Any]]:
+    """``{"input_ids": {"shape": [2, 16], "dtype": "int64"}}``, for manifests.
+
+    ``dynamic``: each input also lists its ``axes`` (:func:`input_axes`), the
+    names of the dimensions that vary (``None`` for a fixed one)."""
+    spec = {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
             for k, v in example_inputs.items()}
+    if dynamic:
+        for k, v in example_inputs.items():
+            spec[k]["axes"] = input_axes(k, v.ndim, v.dtype.is_floating_point)
+    return spec
+
+
+from .serving import (BATCH, DECODER_SEQUENCE, SEQUENCE, InputSpec, input_axes,  # noqa: E402
+                      saved_inputs)

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 from pydantic import BaseModel
 
 from .artifact import (ArtifactError, WeightsError, check_destination, load_weights,
-                       write_artifact)
+                       sha256_file, write_artifact)
 from .backends import (BackendError, BuildError, check_available, get_backend, input_spec,
                        make_target, parse_options)
+from .build_cache import open_cache
 from .inputs import example_inputs
 from ..errors import SpecError
 from ..ir import ModelIR
@@ -59,6 +60,8 @@ class Built:
     registry: "Registry"
     artifact: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    cached: bool = False  # the compiled files came from the build cache (build_cache.py)
+    cache_key: str | None = None  # the build-cache key, for a backend the cache keeps
 
     def __call__(self, **inputs: Any) -> Any:
         return self.lowered(**inputs)
@@ -201,7 +204,7 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
           options: Mapping[str, Any] | Sequence[str] | BaseModel | None = None,
           progress: bool | Callable[[str], None] | None = None,
           registry: "Registry | None" = None, base_dir: str | os.PathLike | None = None,
-          ) -> Built:
+          cache: Any = True) -> Built:
     """Build ``spec`` for ``backend`` and, given ``output``, write an artifact there.
 
     ``spec``: a ``.tx`` path, spec text (its imports resolve against
@@ -213,6 +216,9 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
     ``{"attention.full": "sdpa"}``. ``options``: the backend's options (a
     mapping or ``key=value`` strings). ``progress``: ``None`` shows stages on
     a terminal, ``True``/``False`` force it, a callable gets each stage name.
+    ``cache``: for a self-contained backend (``aot``, ``onnx``), reuse the
+    compiled files of an identical earlier build (:mod:`txdsl.back.build_cache`;
+    ``False`` rebuilds, a directory or a ``BuildCache`` picks the cache).
 
     Raises :class:`~txdsl.errors.SpecError` for mistakes in the spec and
     :class:`BuildError` (:class:`BackendError`, :class:`WeightsError`,
@@ -265,24 +271,56 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
             load_weights(module, weights)
         module.eval()
 
-    with stages("lower", f"lowering with {backend}"):
-        example = example_inputs(ir, registry, batch=2, device=device, dtype=dtype, seed=seed)
-        try:
-            lowered = chosen.lower(module, example, opts)
-        except (BuildError, SpecError):
-            raise
-        except Exception as exc:
-            raise BackendError(f"backend '{backend}' failed to lower {ir.name}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+    # A self-contained backend's files must take every input a deployed model needs.
+    self_contained = bool(getattr(chosen, "self_contained", False))
+    example = example_inputs(ir, registry, batch=2, device=device, dtype=dtype, seed=seed,
+                             full=self_contained)
+    # Build options beyond the ones named in the key that change the result go here.
+    build_options: dict[str, Any] = {}
+    store = open_cache(cache) if self_contained else None
+    key = keyed = lowered = None
+    if store is not None:
+        key, keyed = store.key(
+            registry, ir_hash=ir.hash(), plan=plan.model_dump(mode="json"), backend=backend,
+            options=opts.model_dump(mode="json"), dtype=dtype, device=target.device,
+            cuda_capability=target.cuda_capability, seed=seed,
+            weights_sha256=sha256_file(weights) if weights is not None else None,
+            force_kernels=force, build_options=build_options,
+            inputs=input_spec(example))
+        entry = store.lookup(key)
+        if entry is not None:
+            with stages("lower", f"loading the cached {backend} build"):
+                try:
+                    lowered = chosen.load(entry, module, opts)
+                except Exception as exc:  # a package torch can't load any more: rebuild
+                    log.warning("build cache: %s: %s: %s; rebuilding", entry,
+                                type(exc).__name__, exc)
+    cached = lowered is not None
+    if not cached:
+        with stages("lower", f"lowering with {backend}"):
+            try:
+                lowered = chosen.lower(module, example, opts)
+            except (BuildError, SpecError):
+                raise
+            except Exception as exc:
+                raise BackendError(f"backend '{backend}' failed to lower {ir.name}: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+        if store is not None:
+            try:
+                store.store(key, keyed, chosen, lowered, getattr(lowered, "input_spec", None)
+                            or input_spec(example))
+            except OSError as exc:  # a cache that can't be written costs time, not the build
+                log.warning("build cache: can't write %s: %s", store.path(key), exc)
 
     built = Built(ir=ir, plan=plan, module=module, lowered=lowered, backend=backend,
                   options=opts, target=target, example_inputs=example, registry=registry,
-                  timings=stages.timings)
+                  timings=stages.timings, cached=cached, cache_key=key)
     if output is not None:
         with stages("write", f"writing the artifact to {output}"):
             built.artifact = write_artifact(
                 output, module=module, lowered=lowered, backend=chosen, options=opts, ir=ir,
                 plan=plan, dtype=dtype, device=target.device, seed=seed,
-                inputs=input_spec(example), spec_text=spec_text, spec_path=spec_path,
+                inputs=getattr(lowered, "input_spec", None) or input_spec(example),
+                spec_text=spec_text, spec_path=spec_path,
                 weights_source=weights, registry=registry)
     return built

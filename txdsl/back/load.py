@@ -78,7 +78,8 @@ def load_artifact(directory: str | os.PathLike, *, backend: str | None = None,
     else:
         ir = Artifact(directory, manifest, None, None, name).ir
         example = example_inputs(ir, registry, batch=2, device=target.device,
-                                 dtype=manifest.dtype)
+                                 dtype=manifest.dtype,
+                                 full=bool(getattr(chosen, "self_contained", False)))
         runnable = chosen.lower(model, example, opts)
     return Artifact(directory, manifest, runnable, model, name)
 

@@ -47,6 +47,9 @@ def add_parser(sub) -> None:
                    help="a backend option, e.g. mode=max-autotune-no-cudagraphs (repeatable)")
     p.add_argument("--explain", action="store_true", help="print every candidate kernel and why")
     p.add_argument("--no-run", action="store_true", help="don't run a forward pass")
+    p.add_argument("--no-cache", action="store_true",
+                   help="export and compile again, even if the build cache holds this build "
+                        "(aot, onnx; the cache: $TXDSL_CACHE_DIR or ~/.cache/txdsl)")
     p.set_defaults(run=run)
 
 
@@ -122,13 +125,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         built = build(args.spec, backend=args.backend, output=output, dtype=args.dtype,
                       device=args.device, weights=args.weights, seed=args.seed,
-                      model=args.model, force_kernels=force, options=options)
+                      model=args.model, force_kernels=force, options=options,
+                      cache=not args.no_cache)
     except BuildError as exc:
         print(f"txdsl: error: {exc}", file=sys.stderr)
         return 1
 
     print(f"built {built.ir.name} for {built.backend} ({built.target.device}, "
-          f"{built.target.dtype})")
+          f"{built.target.dtype})" + (" (cached)" if built.cached else ""))
     if args.explain:
         print(built.plan.explain())
     else:
