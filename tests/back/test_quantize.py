@@ -204,3 +204,32 @@ def test_int4_skips_what_it_cannot_group():
     stats = quantize_model(model, "int4-weight", torch.float32)
     assert isinstance(model[0], nn.Linear) and isinstance(model[1], Int4Linear)
     assert stats["skipped"] == ["0: in_features 48 is not a multiple of 32"]
+
+
+# ---------------------------------------------------------------- compiled backends
+
+
+@pytest.mark.slow
+def test_inductor_int8_bf16_equals_eager(builds, weights):
+    eager = builds["llama"][("int8-weight", "bfloat16")]
+    compiled = txdsl.build(SPECS["llama"], weights=weights["llama"], quantize="int8-weight",
+                           dtype="bfloat16", backend="inductor", progress=False)
+    assert compiled.quantization.max_logit_diff == pytest.approx(
+        eager.quantization.max_logit_diff, abs=0.02 * eager.quantization.max_abs_logit)
+    x = fixed_inputs(eager.ir, eager.registry, "cpu", "bfloat16")  # the shape it compiled for
+    with torch.no_grad():
+        want, got = eager(**x).logits.float(), compiled(**x).logits.float()
+    assert (want - got).abs().max().item() <= 0.02 * want.abs().max().item()
+
+
+@pytest.mark.slow
+def test_aot_int8_package_round_trips(builds, weights, tmp_path):
+    """torch.export accepts the int8 kernel; the self-contained package loads and agrees."""
+    eager = builds["gpt2"][("int8-weight", "float32")]
+    aot = txdsl.build(SPECS["gpt2"], weights=weights["gpt2"], quantize="int8-weight",
+                      backend="aot", output=tmp_path / "a", progress=False)
+    x = fixed_input(eager.module, seq=20)
+    with torch.no_grad():
+        want, got = eager(**x).logits, aot(**x)["logits"]
+        assert (want - got).abs().max().item() <= 1e-4 * want.abs().max().item()
+        assert torch.equal(txdsl.load(tmp_path / "a")(**x)["logits"], got)
