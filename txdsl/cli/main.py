@@ -19,7 +19,7 @@ from .. import __version__
 from ..errors import SpecError
 
 COMMANDS = ["check", "show", "fmt", "schema", "build", "plugins", "describe", "verify",
-            "import_hf", "export_hf"]
+            "import_hf", "export_hf", "bench"]
 
 
 class UsageError(Exception):
