@@ -73,15 +73,19 @@ def test_int8_linear_is_the_equation(dtype):
     assert q.weight_int8.dtype == torch.int8 and q.weight_int8.abs().max().item() == 127
 
 
-@pytest.mark.parametrize("group", [32, 64])
-def test_int4_linear_is_the_equation(group):
+@pytest.mark.parametrize("group, out", [(32, 96), (64, 96), (32, 101)])
+def test_int4_linear_is_the_equation(group, out):
+    """101 outputs: padded to 112 for the packing, cut back after the matmul."""
     torch.manual_seed(0)
-    lin = nn.Linear(128, 96, bias=False)
-    x = torch.randn(7, 128)
-    q = Int4Linear(lin.weight, None, torch.float32, group)
-    want = x @ naive_int4(lin.weight.detach(), group).T
-    assert (q(x) - want).abs().max().item() < 1e-4
-    assert q.weight_int4.dtype == torch.uint8 and q.weight_int4.numel() == 96 * 128 // 2
+    lin = nn.Linear(128, out)
+    x = torch.randn(2, 7, 128)
+    q = Int4Linear(lin.weight, lin.bias, torch.float32, group)
+    want = nn.functional.linear(x, naive_int4(lin.weight.detach(), group), lin.bias.detach())
+    got = q(x)
+    assert got.shape == (2, 7, out)
+    assert (got - want).abs().max().item() < 1e-4
+    assert q.weight_int4.dtype == torch.uint8
+    assert q.weight_int4.numel() == (out + -out % 16) * 128 // 2
 
 
 def test_quantized_model_is_the_float_model_with_dequantized_weights(builds, weights):

@@ -102,13 +102,18 @@ class Int8Linear(nn.Module):
 
 
 class Int4Linear(nn.Module):
-    """``y = x @ W.T + b`` with ``W[n, g*G:(g+1)*G] = (q - 8) * scale[g, n] + zero[g, n]``."""
+    """``y = x @ W.T + b`` with ``W[n, g*G:(g+1)*G] = (q - 8) * scale[g, n] + zero[g, n]``.
+
+    The packing wants output channels in multiples of 16: others (GPT-2's vocabulary,
+    50257) get zero rows, and the output is cut back to ``out_features``.
+    """
 
     def __init__(self, weight: Tensor, bias: Tensor | None, dtype: torch.dtype, group_size: int):
         super().__init__()
         w = weight.detach().float()
+        self.out_features, self.in_features, self.group_size = w.shape[0], w.shape[1], group_size
+        w = torch.nn.functional.pad(w, (0, 0, 0, -w.shape[0] % 16))  # (N padded to 16, K)
         N, K = w.shape
-        self.out_features, self.in_features, self.group_size = N, K, group_size
         groups = w.reshape(N, K // group_size, group_size)  # (N, K/G, G)
         low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
         scale = ((high - low) / 15).clamp(min=1e-12)  # (N, K/G, 1)
@@ -124,7 +129,9 @@ class Int4Linear(nn.Module):
         lead = x.shape[:-1]
         y = torch._weight_int4pack_mm_for_cpu(x.reshape(-1, self.in_features).contiguous(),
                                               self.weight_int4, self.group_size,
-                                              self.scale_zeros)  # (B*T, N)
+                                              self.scale_zeros)  # (B*T, N padded)
+        if y.shape[-1] != self.out_features:
+            y = y[:, :self.out_features]
         y = y.reshape(*lead, self.out_features)
         return y if self.bias is None else y + self.bias
 
