@@ -204,8 +204,9 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
     ``{"attention.full": "sdpa"}``. ``options``: the backend's options (a
     mapping or ``key=value`` strings). ``quantize``: ``"int8-weight"`` or
     ``"int4-weight"`` (:mod:`txdsl.back.quantize`; the accuracy cost against
-    float32 is measured and kept in ``Built.quantization`` and the manifest). ``progress``: ``None`` shows stages on
-    a terminal, ``True``/``False`` force it, a callable gets each stage name.
+    float32 is measured and kept in ``Built.quantization`` and the manifest).
+    ``progress``: ``None`` shows stages on a terminal, ``True``/``False`` force
+    it, a callable gets each stage name.
 
     Raises :class:`~txdsl.errors.SpecError` for mistakes in the spec and
     :class:`BuildError` (:class:`BackendError`, :class:`WeightsError`,

@@ -214,8 +214,8 @@ def quantize_model(model: nn.Module, scheme: str, dtype: torch.dtype) -> dict[st
             setattr(parent, child_name, new)
     kernel = ("torch._weight_int8pack_mm" if scheme == "int8-weight"
               else "torch._weight_int4pack_mm_for_cpu")
-    return {"scheme": scheme, "modules": len(replaced), "skipped": skipped, "weights_quantized": quantized,
-            "kernel": kernel}
+    return {"scheme": scheme, "modules": len(replaced), "skipped": skipped,
+            "weights_quantized": quantized, "kernel": kernel}
 
 
 # ---------------------------------------------------------------- the cost
