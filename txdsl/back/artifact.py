@@ -88,6 +88,21 @@ class Versions(_Strict):
     plugins: dict[str, str | None] = Field(default_factory=dict)
 
 
+class QuantizationInfo(_Strict):
+    """What ``--quantize`` did (:mod:`txdsl.back.quantize`) and its measured accuracy cost."""
+
+    scheme: str  # int8-weight or int4-weight
+    kernel: str  # the PyTorch op the quantized matmuls run
+    modules: int  # linear layers (and LM heads) quantized
+    skipped: list[str] = Field(default_factory=list)  # left in float, with the reason
+    weights_quantized: int  # weight elements stored as integers
+    weights_float: int  # parameters left in the build's dtype
+    max_logit_diff: float  # max |output - float32 output| on the fixed input
+    max_abs_logit: float  # max |float32 output| there
+    top1_agreement: float | None  # positions whose argmax agrees with float32 (logits only)
+    measured_on: dict[str, list[int]]  # the fixed input's shapes
+
+
 class Manifest(_Strict):
     format: Literal["txdsl-artifact"] = FORMAT
     format_version: int = FORMAT_VERSION
@@ -107,6 +122,7 @@ class Manifest(_Strict):
     spec: SpecInfo
     versions: Versions
     files: dict[str, str]  # every file but the manifest -> sha256
+    quantization: QuantizationInfo | None = None  # --quantize: what and at what cost
     manifest_sha256: str = ""  # of the canonical JSON of every other field
 
 
@@ -188,7 +204,8 @@ def write_artifact(destination: str | os.PathLike, *, module: "nn.Module", lower
                    dtype: str, device: str, seed: int, inputs: dict[str, dict[str, Any]],
                    spec_text: str | None = None, spec_path: str | None = None,
                    weights_source: str | os.PathLike | None = None,
-                   registry: "Registry | None" = None) -> Path:
+                   registry: "Registry | None" = None,
+                   quantization: QuantizationInfo | None = None) -> Path:
     """Write an artifact directory atomically; returns its path.
 
     A problem of the environment (a full disk, a file-size limit, a directory
@@ -202,7 +219,11 @@ def write_artifact(destination: str | os.PathLike, *, module: "nn.Module", lower
                                     device=device, seed=seed, inputs=inputs,
                                     spec_text=spec_text, spec_path=spec_path,
                                     weights_source=weights_source, registry=registry)
+            if quantization is not None:
+                manifest = manifest.model_copy(update={"quantization": quantization})
             raw = json.loads(manifest.model_dump_json())
+            if raw.get("quantization") is None:
+                raw.pop("quantization", None)  # manifests without it stay as they were
             raw["manifest_sha256"] = manifest_hash(raw)
             (tmp / MANIFEST).write_bytes(manifest_bytes(raw))
     except OSError as exc:

@@ -59,6 +59,7 @@ class Built:
     example_inputs: dict[str, "torch.Tensor"]  # what it was lowered with (batch 2)
     registry: "Registry"
     artifact: Path | None = None
+    quantization: Any = None  # txdsl.back.artifact.QuantizationInfo of a --quantize build
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     cached: bool = False  # the compiled files came from the build cache (build_cache.py)
     cache_key: str | None = None  # the build-cache key, for a backend the cache keeps
@@ -204,7 +205,7 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
           options: Mapping[str, Any] | Sequence[str] | BaseModel | None = None,
           progress: bool | Callable[[str], None] | None = None,
           registry: "Registry | None" = None, base_dir: str | os.PathLike | None = None,
-          cache: Any = True) -> Built:
+          cache: Any = True, quantize: str | None = None) -> Built:
     """Build ``spec`` for ``backend`` and, given ``output``, write an artifact there.
 
     ``spec``: a ``.tx`` path, spec text (its imports resolve against
@@ -214,8 +215,11 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
     loaded strictly into the built model (otherwise it is initialised from
     ``seed``). ``force_kernels``: ``{"attention": "reference"}`` or
     ``{"attention.full": "sdpa"}``. ``options``: the backend's options (a
-    mapping or ``key=value`` strings). ``progress``: ``None`` shows stages on
-    a terminal, ``True``/``False`` force it, a callable gets each stage name.
+    mapping or ``key=value`` strings). ``quantize``: ``"int8-weight"`` or
+    ``"int4-weight"`` (:mod:`txdsl.back.quantize`; the accuracy cost against
+    float32 is measured and kept in ``Built.quantization`` and the manifest).
+    ``progress``: ``None`` shows stages on a terminal, ``True``/``False`` force
+    it, a callable gets each stage name.
     ``cache``: for a self-contained backend (``aot``, ``onnx``), reuse the
     compiled files of an identical earlier build (:mod:`txdsl.back.build_cache`;
     ``False`` rebuilds, a directory or a ``BuildCache`` picks the cache).
@@ -237,6 +241,10 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
     check_backend_conflict(backend, registry)
     opts = parse_options(chosen, options)
     target = make_target(device, dtype, backend)
+    if quantize is not None:
+        from .quantize import check_scheme
+
+        check_scheme(quantize, device=target.device, backend=backend)
     check_available(chosen, target)
     if isinstance(seed, bool) or not isinstance(seed, int) or not SEED_MIN <= seed <= SEED_MAX:
         raise BuildError(f"seed {seed!r} is not an integer from {SEED_MIN} to {SEED_MAX}")
@@ -266,17 +274,21 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             module = construct(ir, plan, target=target, registry=registry, device=device,
-                               dtype=dtype)
+                               dtype="float32" if quantize else dtype)
         if weights is not None:
             load_weights(module, weights)
         module.eval()
+    reference = None
+    if quantize is not None:
+        with stages("quantize", f"quantizing the weights ({quantize})"):
+            reference, module, stats = _quantized(module, quantize, dtype)
 
     # A self-contained backend's files must take every input a deployed model needs.
     self_contained = bool(getattr(chosen, "self_contained", False))
     example = example_inputs(ir, registry, batch=2, device=device, dtype=dtype, seed=seed,
                              full=self_contained)
     # Build options beyond the ones named in the key that change the result go here.
-    build_options: dict[str, Any] = {}
+    build_options: dict[str, Any] = {"quantize": quantize} if quantize is not None else {}
     store = open_cache(cache) if self_contained else None
     key = keyed = lowered = None
     if store is not None:
@@ -315,6 +327,10 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
     built = Built(ir=ir, plan=plan, module=module, lowered=lowered, backend=backend,
                   options=opts, target=target, example_inputs=example, registry=registry,
                   timings=stages.timings, cached=cached, cache_key=key)
+    if reference is not None:
+        with stages("measure", "measuring the accuracy cost against float32"):
+            built.quantization = _cost(reference, built, stats, device, dtype)
+        del reference
     if output is not None:
         with stages("write", f"writing the artifact to {output}"):
             built.artifact = write_artifact(
@@ -322,5 +338,35 @@ def build(spec: Any, *, backend: str = "eager", output: Any = None, dtype: str =
                 plan=plan, dtype=dtype, device=target.device, seed=seed,
                 inputs=getattr(lowered, "input_spec", None) or input_spec(example),
                 spec_text=spec_text, spec_path=spec_path,
-                weights_source=weights, registry=registry)
+                weights_source=weights, registry=registry, quantization=built.quantization)
     return built
+
+
+def _quantized(float_module: Any, scheme: str, dtype: str) -> tuple[Any, Any, dict]:
+    """(the float32 reference, a quantized copy in ``dtype``, what was quantized)."""
+    import copy
+
+    import torch
+
+    from .quantize import quantize_model
+
+    torch_dtype = getattr(torch, dtype)
+    module = copy.deepcopy(float_module)
+    if torch_dtype != torch.float32:
+        module.to(dtype=torch_dtype)
+    stats = quantize_model(module, scheme, torch_dtype)
+    return float_module, module.eval(), stats
+
+
+def _cost(reference: Any, built: Built, stats: dict, device: str, dtype: str) -> Any:
+    """The quantized build's outputs vs the float32 model's on the fixed input."""
+    from .quantize import accuracy, fixed_inputs, info_from
+
+    inputs = fixed_inputs(built.ir, built.registry, device, dtype)
+    ref_inputs = fixed_inputs(built.ir, built.registry, device, "float32")
+    try:
+        cost = accuracy(reference, built.lowered, inputs, ref_inputs)
+    except Exception as exc:
+        raise BackendError(f"the {stats['scheme']} build of {built.ir.name} failed to run on "
+                           f"its fixed input: {type(exc).__name__}: {exc}") from exc
+    return info_from(stats, cost, built.module)

@@ -96,6 +96,12 @@ def _rebuild(directory: Path, manifest: Manifest, target: "Target", registry: "R
         _check_plan(plan, registry)
     model = construct(ir, plan, target=target, registry=registry, device=target.device,
                       dtype=manifest.dtype)
+    if manifest.quantization is not None:  # the quantized modules, then their stored weights
+        import torch
+
+        from .quantize import quantize_model
+
+        quantize_model(model, manifest.quantization.scheme, getattr(torch, manifest.dtype))
     try:
         load_weights(model, directory / manifest.weights.file)
     except WeightsError as exc:

@@ -45,6 +45,9 @@ def add_parser(sub) -> None:
                    help="force an implementation, e.g. attention=reference (repeatable)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a backend option, e.g. mode=max-autotune-no-cudagraphs (repeatable)")
+    p.add_argument("--quantize", metavar="SCHEME",
+                   help="weight-only quantization: int8-weight or int4-weight (CPU; the "
+                        "accuracy cost vs float32 is measured and recorded in the manifest)")
     p.add_argument("--explain", action="store_true", help="print every candidate kernel and why")
     p.add_argument("--no-run", action="store_true", help="don't run a forward pass")
     p.add_argument("--no-cache", action="store_true",
@@ -85,6 +88,14 @@ def _kernels(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _check_quantize(scheme: str | None) -> None:
+    """``--quantize``: a known scheme (a usage error, exit 2, with "did you mean")."""
+    from ..back.quantize import SCHEMES, unknown_scheme
+
+    if scheme is not None and scheme not in SCHEMES:
+        raise UsageError(unknown_scheme(scheme))
+
+
 def _describe(tensor) -> str:
     return f"({', '.join(str(d) for d in tensor.shape)}) {str(tensor.dtype).removeprefix('torch.')}"
 
@@ -116,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from ..back.builder import build
 
     force = _kernels(args.kernel)
+    _check_quantize(args.quantize)
     try:
         backend = get_backend(args.backend, get_registry())
         options = parse_options(backend, args.option)
@@ -126,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         built = build(args.spec, backend=args.backend, output=output, dtype=args.dtype,
                       device=args.device, weights=args.weights, seed=args.seed,
                       model=args.model, force_kernels=force, options=options,
-                      cache=not args.no_cache)
+                      cache=not args.no_cache, quantize=args.quantize)
     except BuildError as exc:
         print(f"txdsl: error: {exc}", file=sys.stderr)
         return 1
@@ -138,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         for c in built.plan.choices:
             print(f"  {c.family} {c.kind} -> {c.impl} (plugin {c.plugin})")
+    if built.quantization is not None:
+        from ..back.quantize import summary
+
+        print(summary(built.quantization))
     status = 0
     if not args.no_run:
         try:

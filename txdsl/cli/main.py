@@ -19,7 +19,7 @@ from .. import __version__
 from ..errors import SpecError
 
 COMMANDS = ["check", "show", "fmt", "schema", "build", "plugins", "describe", "verify",
-            "import_hf", "export_hf", "generate"]
+            "import_hf", "export_hf", "generate", "bench"]
 
 
 class UsageError(Exception):
