@@ -170,7 +170,7 @@ def forward_variants(fam: Family, ids: Any, args: argparse.Namespace) -> dict[st
     if not args.no_compile:
         hf_c = torch.compile(fam.hf, dynamic=False)
         out["HF torch.compile"] = lambda: hf_c(input_ids=ids, **hf_kw)
-        ind = fam.build("inductor", options={"dynamic": False, "warmup": False})
+        ind = fam.build("inductor", options=inductor_options(args))
         out["txdsl inductor"] = lambda: ind(input_ids=ids)
         out["txdsl aot"] = _try(lambda: fam.build("aot"), lambda b: lambda: b(input_ids=ids))
     if quantize_supported():
@@ -182,6 +182,11 @@ def forward_variants(fam: Family, ids: Any, args: argparse.Namespace) -> dict[st
         out["txdsl int8-weight"] = NA
     out["x-transformers"] = _try(lambda: xt_model(fam), lambda m: lambda: m(ids))
     return out
+
+
+def inductor_options(args: argparse.Namespace) -> tuple[str, ...]:
+    """txdsl's inductor builds: static shapes, compiled at the first call, plus ``--tx-option``."""
+    return ("dynamic=false", "warmup=false", *args.tx_option)
 
 
 def _try(make: Callable[[], Any], call: Callable[[Any], Any]) -> Any:
@@ -282,7 +287,7 @@ def decode_variants(fam: Family, ids: Any, new: int, args: argparse.Namespace) -
         out["HF static cache + compile"] = lambda: fam.hf.generate(
             input_ids=ids, cache_implementation="static", compile_config=config, **hf_kw)
         if compiled_generate_supported():
-            built = fam.build("inductor", options={"dynamic": False, "warmup": False})
+            built = fam.build("inductor", options=inductor_options(args))
             out["txdsl generate (inductor)"] = lambda: built.generate(
                 ids, new, attention_mask=mask)
         else:
@@ -456,6 +461,7 @@ def run(args: argparse.Namespace) -> int:
               "nothing timed or written")
         return 0
     data = {"benchmark": "vs_peers", "quick": args.quick, "duration_s": duration,
+            "txdsl_inductor_options": list(inductor_options(args)),
             "machine": limits, "env": C.environment(threads), "cells": cells,
             "quantize_available": quantize_supported(),
             "compiled_generate_available": compiled_generate_supported(),
@@ -557,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip every compiled variant (torch.compile, inductor, aot)")
     p.add_argument("--reps", type=int, default=None,
                    help="timed rounds (default 7 forward, 3 decode; --quick 2)")
+    p.add_argument("--tx-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an inductor option for txdsl's inductor builds (repeatable), e.g. "
+                        "freezing=true, concat_linear=true, mode=max-autotune-no-cudagraphs")
     return run(p.parse_args(argv))
 
 
