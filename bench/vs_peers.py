@@ -34,11 +34,8 @@ reported as "not available in this build". Results: ``bench/results/vs_peers``
 from __future__ import annotations
 
 import argparse
-import functools
 import inspect
-import io
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +43,8 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
+from _vs_peers_models import Family, _Embeddings, xt_model  # noqa: E402
+from _vs_peers_report import markdown, plot  # noqa: E402
 
 NA = "not available in this build"
 FWD_CELLS = [("gpt2", 1, 128), ("gpt2", 4, 512), ("bert", 8, 128)]
@@ -53,85 +52,6 @@ DEC_CELLS = [("gpt2", 1, 16, 128), ("gpt2", 8, 16, 128)]
 QUICK_FWD = [("gpt2", 1, 32), ("gpt2", 2, 64), ("bert", 2, 32)]
 QUICK_DEC = [("gpt2", 1, 8, 8), ("gpt2", 2, 8, 8)]
 TOL = {"float32": 1e-3, "bfloat16": None}  # bf16: differences reported, not asserted
-
-
-# ---------------------------------------------------------------- the models
-
-
-class Family:
-    """One architecture at one dtype: the HF model and every txdsl build of it."""
-
-    def __init__(self, name: str, dtype: str, quick: bool, seed: int):
-        import torch
-
-        self.name, self.dtype, self.quick, self.seed = name, dtype, quick, seed
-        self.key = "last_hidden_state" if name == "bert" else "logits"  # what is compared
-        self.torch_dtype = getattr(torch, dtype)
-        if name == "gpt2":
-            self.shape: Any = (C.GPT2Shape(layers=2, d_model=64, heads=4, vocab=512, context=128)
-                               if quick else C.GPT2Shape.full())
-            hf, self.spec = C.hf_gpt2(self.shape, seed=seed), self.shape.spec()
-        elif name == "bert":
-            self.shape = (C.BertShape(layers=2, d_model=64, heads=4, vocab=512, context=128)
-                          if quick else C.BertShape())
-            hf, self.spec = C.hf_bert(self.shape, seed=seed), self.shape.spec()
-        else:  # llama
-            from txdsl.interop import from_hf
-
-            hf = C.hf_llama(quick=quick, seed=seed)
-            self.spec, self.shape = from_hf(hf).spec, None
-        _scale_up(hf, seed)
-        self.matmul_elements = C.matmul_weight_elements(hf)
-        self.hf_fp32 = hf
-        self.hf = hf if dtype == "float32" else _copy_to(hf, self.torch_dtype)
-        self.layers = hf.config.num_hidden_layers
-        self.width = hf.config.hidden_size
-        self.vocab = hf.config.vocab_size
-        self._weights = Path(tempfile.mkdtemp(prefix="vs_peers_")) / "weights.safetensors"
-        self._builds: dict[str, Any] = {}
-
-    def weights_file(self) -> Path:
-        """HF's weights in txdsl's layout (what ``txdsl.build(weights=...)`` loads)."""
-        if not self._weights.exists():
-            from txdsl.back.weights import save_weights
-
-            built = self.build("eager", dtype="float32", load=False)
-            from txdsl.interop import load_hf_weights
-
-            load_hf_weights(built.module, self.hf_fp32)
-            save_weights(built.module, self._weights)
-        return self._weights
-
-    def build(self, backend: str, *, dtype: str | None = None, load: bool = True,
-              **kw: Any) -> Any:
-        """``txdsl.build`` of this family's spec with HF's weights (from the weights file,
-        so a backend that compiles while building, aot, sees them)."""
-        import txdsl
-
-        key = f"{backend}:{dtype}:{sorted(kw.items())}:{load}"
-        if key not in self._builds:
-            weights = str(self.weights_file()) if load else None
-            self._builds[key] = txdsl.build(self.spec, base_dir=str(C.SPECS), backend=backend,
-                                            dtype=dtype or self.dtype, seed=self.seed,
-                                            weights=weights, progress=False, **kw)
-        return self._builds[key]
-
-
-def _scale_up(hf: Any, seed: int) -> None:
-    """Larger random weights than HF's 0.02 init, so a wrong mapping or op shows."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed + 7)
-    with torch.no_grad():
-        for name, p in hf.named_parameters():
-            if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-
-
-def _copy_to(hf: Any, dtype: Any) -> Any:
-    import copy
-
-    return copy.deepcopy(hf).to(dtype)
 
 
 def quantize_supported() -> bool:
@@ -194,56 +114,6 @@ def _try(make: Callable[[], Any], call: Callable[[Any], Any]) -> Any:
         return call(make())
     except Exception as exc:  # noqa: BLE001 - a failing build is a result, not a crash
         return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-
-
-def xt_model(fam: Family) -> Any:
-    """x-transformers' equivalent (its own weights): GPT-2 as bench/xtransformers_forward.py;
-    BERT as a post-norm encoder returning embeddings; LLaMA as rotary + SwiGLU + RMSNorm."""
-    import torch
-    from torch import nn
-    from x_transformers import Decoder, Encoder, TransformerWrapper
-
-    with torch.random.fork_rng():
-        torch.manual_seed(fam.seed)
-        if fam.name == "gpt2":
-            import xtransformers_forward as XT
-
-            model = XT.xt_model(fam.shape, True, fam.seed)
-        elif fam.name == "bert":
-            s = fam.shape
-            model = TransformerWrapper(
-                num_tokens=s.vocab, max_seq_len=s.context, emb_dropout=0.0,
-                attn_layers=Encoder(dim=s.d_model, depth=s.layers, heads=s.heads,
-                                    pre_norm=False, attn_flash=True, ff_mult=4,
-                                    ff_custom_activation=nn.GELU()))
-            model = _Embeddings(model)
-        else:
-            c = fam.hf.config
-            model = TransformerWrapper(
-                num_tokens=c.vocab_size, max_seq_len=c.max_position_embeddings,
-                use_abs_pos_emb=False,
-                attn_layers=Decoder(dim=c.hidden_size, depth=c.num_hidden_layers,
-                                    heads=c.num_attention_heads,
-                                    attn_kv_heads=c.num_key_value_heads, rotary_pos_emb=True,
-                                    use_rmsnorm=True, ff_swish=True, ff_glu=True,
-                                    ff_no_bias=True, attn_flash=True))
-    return model.eval().to(fam.torch_dtype)
-
-
-class _Embeddings:
-    def __init__(self, model: Any):
-        self.model = model
-
-    def __call__(self, ids: Any) -> Any:
-        return self.model(ids, return_embeddings=True)
-
-    def eval(self) -> "_Embeddings":
-        self.model.eval()
-        return self
-
-    def to(self, dtype: Any) -> "_Embeddings":
-        self.model.to(dtype)
-        return self
 
 
 def forward_flops(fam: Family, batch: int, seq: int) -> float:
@@ -316,8 +186,6 @@ def decode_variants(fam: Family, ids: Any, new: int, args: argparse.Namespace) -
 def agreement(tokens: Any, ref: Any, prompt: int) -> float:
     """The fraction of rows x new positions equal to ``ref`` up to each row's first
     difference (greedy decoding diverges for good after one)."""
-    import torch
-
     if tokens.shape != ref.shape:
         return 0.0
     same = (tokens[:, prompt:] == ref[:, prompt:]).long().cumprod(dim=1)
@@ -335,7 +203,6 @@ def weight_bytes(fam: Family, variant: str) -> int:
 
 def run_cell(kind: str, fam: Family, cell: tuple, args: argparse.Namespace,
              limits: dict | None) -> dict[str, Any]:
-    import torch
 
     if kind == "forward":
         _, b, t = cell
@@ -477,78 +344,6 @@ def run(args: argparse.Namespace) -> int:
     print("\n" + md + f"\n\nwrote {js}, {mdp}" + (f", {png}" if png else " (no matplotlib)")
           + f" in {duration:.0f} s")
     return 0
-
-
-# ---------------------------------------------------------------- reporting
-
-
-def markdown(data: dict) -> str:
-    m, env = data["machine"], data["env"]
-    lines = ["## txdsl vs peers (same weights; medians of interleaved runs)", "",
-             f"{C.env_line(env)}. Machine limits measured first: GEMM "
-             + ", ".join(f"{k} {v} GFLOP/s" for k, v in m["gemm_gflops"].items())
-             + f" (n={m['gemm_n']}); copy {m['copy_gbps']} GB/s. Run took "
-             f"{data['duration_s'] / 60:.1f} min.", "",
-             "Cell: ratio vs HF eager / HF generate (> 1 faster), then tokens/s and the "
-             "fraction of the limit (forward: of the GEMM rate; decode: of the copy "
-             "bandwidth). Outputs were compared first: max |diff| (forward) or greedy "
-             "token agreement (decode) against HF, in the JSON.", ""]
-    for kind in ("forward", "decode"):
-        rows = [c for c in data["cells"] if c["kind"] == kind]
-        if not rows:
-            continue
-        names = list(dict.fromkeys(n for c in rows for n in c["variants"]))
-        table = []
-        for c in rows:
-            cells = [f"{c['family']} {c['cell']} {c['dtype']}"]
-            for n in names:
-                v = c["variants"].get(n)
-                if v is None:
-                    cells.append("")
-                elif "unavailable" in v:
-                    cells.append(v["unavailable"][:60])
-                else:
-                    frac = v.get("fraction_of_gemm", v.get("fraction_of_bandwidth"))
-                    cells.append(f"{v['ratio_vs_hf']:.2f}x ({C.fmt_rate(v['tokens_per_s'])}"
-                                 + (f"; {100 * frac:.0f}%" if frac is not None else "") + ")")
-            cells.append(f"{c.get('best_txdsl_vs_fastest_peer', 0):.2f}x "
-                         f"({c.get('fastest_peer', '-')})")
-            table.append(cells)
-        lines += [f"### {kind}", "", C.md_table(["cell"] + names + ["best txdsl / fastest peer"],
-                                                table), ""]
-    return "\n".join(lines)
-
-
-def plot(data: dict, path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    rows = data["cells"]
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
-    for ax, kind in zip(axes, ("forward", "decode")):
-        sub = [c for c in rows if c["kind"] == kind]
-        names = list(dict.fromkeys(n for c in sub for n in c["variants"]
-                                   if "ratio_vs_hf" in c["variants"][n]))
-        width = 0.8 / max(len(names), 1)
-        for i, n in enumerate(names):
-            ax.bar([j + i * width for j in range(len(sub))],
-                   [c["variants"].get(n, {}).get("ratio_vs_hf", 0) for c in sub], width,
-                   label=n)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(sub))],
-                      [f"{c['family']} {c['cell']}\n{c['dtype']}" for c in sub], fontsize=7)
-        ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set_title(f"{kind}: speed vs HF (> 1 faster)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    C.write_bytes_atomic(path, buf.getvalue())
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:
