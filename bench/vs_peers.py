@@ -25,7 +25,7 @@ branch adds (compiled ``Built.generate``, ``quantize=``) that this tree lacks is
 reported as "not available in this build". Results: ``bench/results/vs_peers``
 ``.json``/``.md``/``.png`` (atomic writes; ``--quick`` into ``results/quick/``).
 
-    python bench/vs_peers.py                   # the record (< 15 min on 2 cores: see README)
+    python bench/vs_peers.py                   # the record (budget: < 15 min on 2 quiet cores)
     python bench/vs_peers.py --quick           # tiny models, every path, few repetitions
     python bench/vs_peers.py --check-only --quick   # build + compare only, nothing timed
     python bench/vs_peers.py --large --only decode  # add the ~1B LLaMA (needs ~10 GB)
