@@ -303,3 +303,118 @@ def env_line(env: dict[str, Any]) -> str:
             f"{env['torch_threads']} intra-op thread(s), {env['cpu_count']} CPU(s) ({env['cpu']})"
             + (f", load average {load[0]:.1f} at the end (the benchmark's own threads included)"
                if load else ""))
+
+
+# ---------------------------------------------------------------- peers (bench/vs_peers.py)
+
+
+def machine_limits(quick: bool = False, dtypes: Sequence[str] = ("float32", "bfloat16"),
+                   reps: int = 5) -> dict[str, Any]:
+    """What this machine can do at best, measured now: a square GEMM's rate per dtype
+    (GFLOP/s, the best of ``reps``) and a large copy's bandwidth (GB/s, bytes read +
+    written, the best of ``reps``). Each result is later reported as a fraction of these."""
+    import torch
+
+    n = 256 if quick else 2048
+    out: dict[str, Any] = {"gemm_n": n, "gemm_gflops": {}}
+    for name in dtypes:
+        dt = getattr(torch, name)
+        a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
+        a @ b
+        best = min(timed(lambda: a @ b) for _ in range(reps))
+        out["gemm_gflops"][name] = round(2 * n ** 3 / best / 1e9, 1)
+    src = torch.randn((1 << 20) if quick else (1 << 26))  # 4 MiB / 256 MiB
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = min(timed(lambda: dst.copy_(src)) for _ in range(reps))
+    out["copy_gbps"] = round(2 * src.numel() * 4 / best / 1e9, 2)
+    out["copy_bytes"] = src.numel() * 4
+    return out
+
+
+def matmul_weight_elements(module) -> int:
+    """Elements of every matrix a forward multiplies by (``nn.Linear`` weights and
+    Hugging Face's ``Conv1D``; a tied LM head counts, as it is read): the dense FLOPs
+    per token are twice this, and a decode step reads them all once."""
+    from torch import nn
+
+    n, seen = 0, set()
+    for m in module.modules():
+        w = getattr(m, "weight", None)
+        if w is None or id(w) in seen or w.dim() != 2:
+            continue
+        if isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D":
+            seen.add(id(w))
+            n += w.numel()
+    return n
+
+
+@dataclass(frozen=True)
+class BertShape:
+    """A BERT-shaped encoder: the overrides of ``specs/bert.tx``'s ``bert`` (BertModel)."""
+
+    layers: int = 12
+    d_model: int = 768
+    heads: int = 12
+    vocab: int = 30522
+    context: int = 512
+
+    def spec(self) -> str:
+        return ('import "bert.tx"\n'
+                "model bench_bert extends bert {\n"
+                f"  layers = {self.layers}; d_model = {self.d_model}; heads = {self.heads}\n"
+                f"  vocab = {self.vocab}; context = {self.context}\n"
+                "}\n")
+
+
+def hf_bert(shape: BertShape, *, seed: int = 0):
+    """``transformers.BertModel`` (with its pooler) of ``shape``, dropout off, SDPA, eval."""
+    import torch
+    import transformers
+
+    config = transformers.BertConfig(
+        vocab_size=shape.vocab, hidden_size=shape.d_model, num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads, intermediate_size=4 * shape.d_model,
+        hidden_act="gelu", max_position_embeddings=shape.context, type_vocab_size=2,
+        layer_norm_eps=1e-12, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config._attn_implementation = "sdpa"
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = transformers.BertModel(config)
+    return model.eval()
+
+
+def hf_llama(*, quick: bool = False, seed: int = 0):
+    """A LLaMA-style ``LlamaForCausalLM`` of about 1.1B parameters (TinyLlama's shape:
+    22 layers, 2048 wide, 32 heads over 4 key/value heads, SwiGLU 5632, vocab 32000),
+    random weights; ``quick``: a tiny one of the same kind."""
+    import torch
+    import transformers
+
+    dims = (dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, vocab_size=512)
+            if quick else
+            dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+                 num_attention_heads=32, num_key_value_heads=4, vocab_size=32000))
+    config = transformers.LlamaConfig(**dims, max_position_embeddings=2048,
+                                      tie_word_embeddings=False, bos_token_id=0,
+                                      eos_token_id=0, pad_token_id=0)
+    config._attn_implementation = "sdpa"
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = transformers.LlamaForCausalLM(config)
+    return model.eval()
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``path`` gets ``data`` whole or not at all (a temporary file, then ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -65,3 +65,17 @@ def test_attention_scaling_quick(tmp_path):
     assert data["machine"]["gemm_gflops"] > 0 and data["machine"]["copy_gbps"] > 0
     table = stem.with_suffix(".md").read_text()
     assert "| lsh 2x64 (causal) |" in table and "x)" in table  # a ratio against full
+
+
+def test_vs_peers_check_only():
+    """``bench/vs_peers.py --check-only --quick --no-compile``: tiny GPT-2 and BERT, both dtypes,
+    every eager txdsl build equals Hugging Face's outputs (logits within 1e-3 in float32)
+    and greedy tokens (float32), x-transformers' shapes; features of other branches are
+    reported, not failed. The compiled paths are the lead's full run (they take minutes)."""
+    res = subprocess.run(
+        [sys.executable, str(BENCH / "vs_peers.py"), "--check-only", "--quick", "--no-compile",
+         "--threads", "1"], capture_output=True, text=True, timeout=300, cwd=BENCH.parent)
+    assert res.returncode == 0, f"vs_peers.py --check-only failed:\n{res.stdout}\n{res.stderr}"
+    assert "every txdsl build matches Hugging Face" in res.stdout
+    assert "gpt2 float32 decode b2 8+8: outputs checked" in res.stdout
+    assert "bert bfloat16 forward 2x32: outputs checked" in res.stdout

@@ -17,6 +17,17 @@ a bad id in a compiled kernel aborts the process instead of raising.
 ``generate`` on the compiled module (and on ``txdsl.load``'s result) decodes
 with a compiled decode step (:meth:`InductorBackend.decode_step`,
 :mod:`txdsl.runtime.decode`) instead of the eager model.
+
+Forward fusion for inference builds (issue 15): ``freezing=true`` turns on
+Inductor's freezing, which applies only to calls without autograd
+(``torch.no_grad``/``inference_mode``; a training call compiles the ordinary
+graph): weights become constants, folded and prepacked for oneDNN's GEMMs.
+Weights changed in place afterwards are seen (the frozen graph is recompiled;
+tested). ``concat_linear=true`` (needs freezing) lets Inductor concatenate the
+q, k and v projections of one input into one GEMM at compile time, so the
+parameters and weights files keep their separate ``q_proj``/``k_proj``/``v_proj``
+(Hugging Face layouts unchanged). Both are off by default: see the README's
+"Against the peers" for what was measured.
 """
 
 from __future__ import annotations
@@ -39,12 +50,38 @@ class InductorOptions(BackendOptions):
     dynamic: bool | None = None  # None: PyTorch decides after seeing a shape change
     options: dict[str, Any] | None = None  # Inductor config, e.g. {"max_autotune": true}
     warmup: bool = True  # compile during the build by running the example once
+    # Forward fusion for inference (bench/vs_peers.py measures them; README "Against the peers")
+    freezing: bool = False  # Inductor freezing: weights as constants, prepacked for oneDNN
+    concat_linear: bool = False  # with freezing, CPU: q/k/v matmuls of one input as one GEMM
 
     @model_validator(mode="after")
     def _mode_or_options(self) -> "InductorOptions":
         if self.mode is not None and self.options:
             raise ValueError("give either 'mode' or 'options', not both (as torch.compile)")
+        if self.concat_linear and not self.freezing:
+            raise ValueError("concat_linear needs freezing=true (Inductor fuses the q/k/v "
+                             "linears only when their weights are frozen constants)")
         return self
+
+    def inductor_config(self) -> dict[str, Any] | None:
+        """What goes to ``torch.compile(options=...)``: ``options`` plus the fusion flags
+        (with ``mode`` set too, the mode's own settings are spelled out and joined)."""
+        extra: dict[str, Any] = {}
+        if self.freezing:
+            extra["freezing"] = True
+        if self.concat_linear:
+            extra["cpp.enable_concat_linear"] = True
+        if not extra:
+            return dict(self.options) if self.options else None
+        if self.mode not in (None, "default"):
+            import torch._inductor
+
+            extra = {**torch._inductor.list_mode_options(self.mode), **extra}
+        return {**(self.options or {}), **extra}
+
+    def compile_mode(self) -> str | None:
+        """``torch.compile``'s ``mode``, unless :meth:`inductor_config` spelled it out."""
+        return None if (self.freezing or self.concat_linear) else self.mode
 
 
 def _compiler_missing(target: Target | None) -> str | None:
@@ -70,8 +107,8 @@ class InductorBackend:
         import torch
 
         compiled = torch.compile(module, backend="inductor", fullgraph=options.fullgraph,
-                                 dynamic=options.dynamic, mode=options.mode,
-                                 options=dict(options.options) if options.options else None)
+                                 dynamic=options.dynamic, mode=options.compile_mode(),
+                                 options=options.inductor_config())
         return with_generate(guard(compiled, module), module, self.decode_step(module, options))
 
     def decode_step(self, module: Any, options: InductorOptions) -> Any:
@@ -86,7 +123,8 @@ class InductorBackend:
 
         param = next(module.parameters(), None)
         device = param.device.type if param is not None else "cpu"
-        return CompiledStep(backend="inductor", mode=options.mode, options=options.options,
+        return CompiledStep(backend="inductor", mode=options.compile_mode(),
+                            options=options.inductor_config(),
                             device=device)
 
     def lower(self, module: Any, example_inputs: dict, options: InductorOptions) -> Any:
@@ -124,10 +162,16 @@ def guard(compiled: Any, module: Any) -> Any:
     limits = getattr(module, "limits", None)
     if compiled is module or limits is None:  # eager already checks; not a TxModel
         return compiled
-    from txdsl.runtime.boundary import bind, check_inputs
+    import inspect
+
+    from txdsl.runtime.boundary import check_inputs
+
+    signature = inspect.signature(module.forward)  # once: binding per call cost ~0.2 ms
+    names = frozenset(signature.parameters)
 
     def check(_: Any, args: tuple, kwargs: dict) -> None:
-        inputs = bind(module.forward, args, kwargs)
+        inputs = (kwargs if not args and kwargs.keys() <= names
+                  else dict(signature.bind(*args, **kwargs).arguments))  # TypeError as Python's
         check_inputs(limits, inputs, dtype=module._dtype(), cache_grows=False)
 
     compiled.register_forward_pre_hook(check, with_kwargs=True)
