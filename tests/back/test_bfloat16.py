@@ -103,11 +103,26 @@ def test_norms_accumulate_in_float32(models):
 
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
 def test_generate_in_bf16_cache_equals_no_cache(models, name):
-    """The decode cache is allocated in bf16 and gives the tokens a full recompute gives."""
+    """The decode cache is allocated in bf16 and gives the tokens a full recompute gives.
+
+    In bf16 the cached step and the full recompute round differently (other shapes,
+    other summation orders), so two near-tied logits may swap: the sequences must agree
+    up to a first difference, and there the two tokens must be tied within bf16's
+    rounding (1% of the largest logit) in the full recompute's own logits."""
     model = models[name]["bfloat16"].module
     ids = fixed_input(model)["input_ids"][:, :5]
     cached = model.generate(ids, 8)
-    assert torch.equal(cached, model.generate(ids, 8, use_cache=False))
+    full = model.generate(ids, 8, use_cache=False)
+    for row in range(ids.shape[0]):
+        differ = (cached[row] != full[row]).nonzero()
+        if len(differ) == 0:
+            continue
+        t = int(differ[0])  # the first generated position where they part
+        with torch.no_grad():
+            logits = model(full[row:row + 1, :t]).logits[0, -1].float()
+        gap = (logits[full[row, t]] - logits[cached[row, t]]).abs().item()
+        assert gap <= 0.01 * logits.abs().max().item(), (
+            f"row {row}: cached and uncached decoding part at {t} by a logit gap of {gap}")
     floats = {t.dtype for t in _tensors(model.new_cache(2, 16)) if t.is_floating_point()}
     assert floats == {torch.bfloat16}
 

@@ -81,12 +81,24 @@ class StampPlugin:
         register(StampBackend())
 
 
+def _builtin_components() -> dict[str, str]:
+    """tests/conftest.py's list, loaded by path: under xdist the name `conftest` may be
+    another directory's conftest module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_tests_root_conftest", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.BUILTIN_COMPONENTS
+
+
 @pytest.fixture(scope="module")
 def stamp_registry():
-    from conftest import BUILTIN_COMPONENTS
     from txdsl.plugins import load_registry
 
-    modules = {n: importlib.import_module(m) for n, m in BUILTIN_COMPONENTS.items()}
+    modules = {n: importlib.import_module(m) for n, m in _builtin_components().items()}
     return load_registry({**modules, "backends": importlib.import_module("txdsl_backends"),
                           "stamp": StampPlugin})
 
