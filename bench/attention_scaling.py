@@ -24,6 +24,7 @@ rejected is reported with the message.
 
     python bench/attention_scaling.py            # writes bench/results/attention_scaling.*
     python bench/attention_scaling.py --quick    # two short lengths, tiny model (a smoke run)
+    python bench/attention_scaling.py --resume   # an interrupted run: keep its rows, do the rest
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ VARIANTS: list[tuple[str, str, bool]] = [
 ]
 LENGTHS = [512, 1024, 2048, 4096, 8192, 16384]
 QUICK_LENGTHS = [32, 64]
+SLOW_PASS_S = 4.0  # a first pass slower than this: one timed pass instead of --reps
 
 
 def spec_text(attention: str, causal: bool, d_model: int, heads: int, context: int) -> str:
@@ -151,16 +153,20 @@ def child(cfg: dict) -> dict:
                 attn(x, mask=mask)
 
     base = reset_peak_rss()
+    start = time.perf_counter()
     run()  # the first pass: its high-water mark is the peak
+    first = time.perf_counter() - start
     peak = max(0, peak_rss_bytes() - base) if base is not None else maxrss_bytes() - start_max
     times = []
-    for _ in range(cfg["reps"]):
+    # a pass over SLOW_PASS_S seconds is timed once (long rows fit the run; reported as reps)
+    reps = cfg["reps"] if first < SLOW_PASS_S else 1
+    for _ in range(reps):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
     times.sort()
     return {"median_s": times[len(times) // 2], "min_s": times[0], "peak_bytes": peak,
-            "impl": str(impl)}
+            "impl": str(impl), "reps": reps}
 
 
 # ----------------------------------------------------------------- the run (parent)
@@ -227,16 +233,44 @@ def check_spec(text: str) -> str | None:
     return None
 
 
+def results_name(args: argparse.Namespace) -> str:
+    return args.name or ("attention_scaling_quick" if args.quick else "attention_scaling")
+
+
+def previous_run(args: argparse.Namespace, lengths: list[int]) -> dict | None:
+    """``--resume``: the partial record of an interrupted run with the same lengths."""
+    path = RESULTS / f"{results_name(args)}.json"
+    if not args.resume or not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    if data.get("lengths") != lengths or data.get("quick") != args.quick:
+        raise SystemExit(f"--resume: {path} was measured at other lengths; rerun without it")
+    for v in data["variants"]:  # JSON object keys are strings: lengths back to ints
+        for mode in ("forward", "train"):
+            v[mode] = {int(T): r for T, r in v[mode].items()}
+    return data
+
+
+def save(args: argparse.Namespace, data: dict) -> tuple[Path, Path]:
+    """Write the record so far (after every row: an interrupted run keeps its rows)."""
+    return write_results(results_name(args), data, markdown(data))
+
+
 def run(args: argparse.Namespace) -> dict:
     quick = args.quick
     lengths = QUICK_LENGTHS if quick else args.lengths
     d_model, heads = (32, 4) if quick else (512, 8)
     kinds = registered_kinds()
-    out: dict = {"environment": environment(args.threads), "machine": machine_limits(quick),
-                 "d_model": d_model, "heads": heads, "batch": 1, "lengths": lengths,
-                 "quick": quick, "variants": [], "skipped": []}
+    out: dict = previous_run(args, lengths) or {
+        "environment": environment(args.threads), "machine": machine_limits(quick),
+        "d_model": d_model, "heads": heads, "batch": 1, "lengths": lengths,
+        "quick": quick, "variants": [], "skipped": []}
+    done = {v["name"] for v in out["variants"]} | {s["name"] for s in out["skipped"]}
     for name, attention, causal in VARIANTS:
         if args.only and not any(o in name for o in args.only):
+            continue
+        if name in done:
+            print(f"{name:24s} kept from the interrupted run (--resume)", flush=True)
             continue
         kind = kind_of(attention)
         if kind not in kinds:
@@ -265,6 +299,7 @@ def run(args: argparse.Namespace) -> dict:
             row[f"{mode}_time_exponent"] = fit_exponent([(T, r["median_s"]) for T, r in ok])
             row[f"{mode}_memory_exponent"] = fit_exponent([(T, r["peak_bytes"]) for T, r in ok])
         out["variants"].append(row)
+        save(args, out)
     return out
 
 
@@ -348,14 +383,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", help="only entries whose name contains one of these")
     p.add_argument("--name", default=None, help="results file stem (default "
                                                 "attention_scaling, or _quick with --quick)")
+    p.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run "
+                                                          "(its JSON) and measure the rest")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
     data = run(args)
-    name = args.name or ("attention_scaling_quick" if args.quick else "attention_scaling")
-    js, md = write_results(name, data, markdown(data))
+    name = results_name(args)
+    js, md = save(args, data)
     png = plot(data, RESULTS / f"{name}.png")
     for s in data["skipped"]:
         print(f"skipped {s['name']}: {s['why']}")
