@@ -316,7 +316,8 @@ def markdown(data: dict) -> str:
         if r is None:
             return "-"
         if "error" in r:
-            return "OOM" if r["error"].startswith("out of memory") else "fail"
+            return "OOM" if r["error"].startswith("out of memory") else \
+                "timeout" if r["error"].startswith("timed out") else "fail"
         base = baseline[v["causal"]]
         b = base[mode].get(T) if base else None
         ratio = (f" ({b['median_s'] / r['median_s']:.2f}x)" if b and "error" not in b
@@ -330,7 +331,9 @@ def markdown(data: dict) -> str:
              f" threads; float32 GEMM {m['gemm_gflops']} GFLOP/s (n={m['gemm_n']}), copy "
              f"{m['copy_gbps']} GB/s.", "",
              "Cells: median time / peak memory rise (resident set, Linux clear_refs) (speed vs full of the same "
-             "direction). Exponents: fitted slope of log time and log memory vs log length.", ""]
+             "direction). Exponents: fitted slope of log time and log memory vs log length. "
+             f"A pass slower than {SLOW_PASS_S:.0f} s is timed once; 'timeout': the "
+             "measurement exceeded the run's --timeout (the row ends there).", ""]
     for mode in ("forward", "train"):
         lines += [f"## {'Inference forward' if mode == 'forward' else 'Training forward+backward'}",
                   ""]

@@ -4,8 +4,9 @@ KV cache (growing).
 For each kind (``full`` with its preallocated KV cache, ``linear``, ``performer``
 with their constant-size recurrent state) and each position P (default 1k, 4k,
 16k): prefill P tokens, then time single-token decode steps (``model(x,
-past_key_values=cache)``), interleaved across kinds, median of the repetitions;
-tokens/s = 1 / median step time (batch 1). Also records each cache's bytes at P.
+past_key_values=cache)``), interleaved across kinds and positions (every cache
+prefilled first), median; tokens/s = 1 / median step time (batch 1). Also records
+each cache's bytes at P.
 Expected: flat tokens/s and bytes for ``linear``/``performer``, falling tokens/s
 and growing bytes for ``full`` (its step reads all P cached keys).
 
@@ -86,27 +87,30 @@ def main(argv=None) -> int:
                                                    "d_model": args.d_model,
                                                    "heads": args.heads}, "results": {}}
     g = torch.Generator().manual_seed(args.seed)
-    for P in positions:
-        prompt = torch.randint(0, args.vocab, (1, P), generator=g)
-        token = torch.randint(0, args.vocab, (1, 1), generator=g)
-        caches, steps = {}, {}
-        with torch.no_grad():
+    token = torch.randint(0, args.vocab, (1, 1), generator=g)
+    caches, steps = {}, {}
+    with torch.no_grad():
+        for P in positions:  # every (kind, position) prefilled first ...
+            prompt = torch.randint(0, args.vocab, (1, P), generator=g)
             for k, m in models.items():
                 cache = m.new_cache(1, P + args.steps * (args.reps + 2) + 1)  # what P needs
                 for start in range(0, P, args.prefill_chunk):  # chunked prefill
                     m(prompt[:, start:start + args.prefill_chunk], past_key_values=cache,
                       use_cache=True)
-                caches[k] = cache
+                caches[k, P] = cache
 
                 def step(m=m, cache=cache):
                     for _ in range(args.steps):
                         m(token, past_key_values=cache, use_cache=True)
-                steps[k] = step
-            times = C.interleaved(steps, reps=args.reps, warmup=1)
+                steps[f"{k}@{P}"] = step
+        # ... then all of them timed interleaved: drift in the machine's state (allocator,
+        # frequency) hits every position alike, so flat-vs-growing compares like with like
+        times = C.interleaved(steps, reps=args.reps, warmup=1)
+    for P in positions:
         for k in kinds:
-            stats = C.summarize(times[k])
+            stats = C.summarize(times[f"{k}@{P}"])
             rate = args.steps / stats["median_s"]
-            nbytes = caches[k].stack.nbytes()
+            nbytes = caches[k, P].stack.nbytes()
             data["results"].setdefault(k, {})[P] = {**stats, "tokens_per_s": rate,
                                                     "cache_bytes": nbytes}
             rows.append((k, P, C.fmt_rate(rate), f"{stats['iqr_rel']:.0%}",
