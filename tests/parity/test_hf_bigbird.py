@@ -18,7 +18,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from parity_helpers import assert_close, check_spec_parses, parse_spec
+from parity_helpers import (assert_close, bert_encoder_weights, check_spec_parses, detached,
+                            parse_spec, scale_up)
 from txdsl.back.construct import construct
 from txdsl.sdk.mask import AttentionMask
 
@@ -47,39 +48,15 @@ def hf_bigbird(attention_type: str, random: int = 0):
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, block_size=BLOCK,
         num_random_blocks=random, attention_type=attention_type, hidden_act="gelu_new")
     torch.manual_seed(0)
-    model = transformers.BigBirdModel(config)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "LayerNorm.weight" in name:
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
-            else:
-                p.normal_(0.0, 0.15)  # scaled up from 0.02: mistakes show
-    return model.eval()
+    # scaled up from 0.02 (mistakes show), drawing on from the seed above
+    return scale_up(transformers.BigBirdModel(config), std=0.15, seed=None).eval()
 
 
 def state_dict(hf) -> dict[str, torch.Tensor]:
-    sd, e = {}, hf.embeddings
-    sd["embedding.tokens.weight"] = e.word_embeddings.weight
-    sd["embedding.position.embed.weight"] = e.position_embeddings.weight
-    sd["embedding.token_types.weight"] = e.token_type_embeddings.weight
-    sd["embedding.norm.weight"], sd["embedding.norm.bias"] = e.LayerNorm.weight, e.LayerNorm.bias
-    for i, layer in enumerate(hf.encoder.layer):
-        p, att = f"encoder.layers.{i}.", layer.attention
-        for ours, theirs in (("q_proj", att.self.query), ("k_proj", att.self.key),
-                             ("v_proj", att.self.value), ("out_proj", att.output.dense)):
-            sd[p + f"attention.{ours}.weight"] = theirs.weight
-            sd[p + f"attention.{ours}.bias"] = theirs.bias
-        sd[p + "attention_norm.weight"] = att.output.LayerNorm.weight
-        sd[p + "attention_norm.bias"] = att.output.LayerNorm.bias
-        sd[p + "ffn.up.weight"] = layer.intermediate.dense.weight
-        sd[p + "ffn.up.bias"] = layer.intermediate.dense.bias
-        sd[p + "ffn.down.weight"] = layer.output.dense.weight
-        sd[p + "ffn.down.bias"] = layer.output.dense.bias
-        sd[p + "ffn_norm.weight"] = layer.output.LayerNorm.weight
-        sd[p + "ffn_norm.bias"] = layer.output.LayerNorm.bias
+    sd = bert_encoder_weights(hf)
     sd["heads.pooler.dense.weight"], sd["heads.pooler.dense.bias"] = (hf.pooler.weight,
                                                                       hf.pooler.bias)
-    return {k: v.detach().clone() for k, v in sd.items()}
+    return detached(sd)
 
 
 def ours_for(hf, text: str, registry, impl: str | None = None):

@@ -9,9 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from parity_helpers import assert_close, check_spec_parses, spec_ir, scale_up
-from txdsl.back.construct import construct
-from txdsl.interop import load_hf_weights
+from parity_helpers import assert_close, check_spec_parses, hf_pair, scale_up
 
 transformers = pytest.importorskip("transformers")
 
@@ -45,11 +43,7 @@ def hf_deberta(vocab, d, heads, layers, context, buckets, v3):
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
 def pair(request, registry):
     cfg = CONFIGS[request.param]
-    hf = hf_deberta(*cfg)
-    ours = construct(spec_ir("deberta.tx", tiny(*cfg)), registry=registry)
-    load_hf_weights(ours, hf)  # txdsl.interop's mapping, strictly
-    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
-    return cfg, hf, ours.eval()
+    return (cfg, *hf_pair(hf_deberta(*cfg), "deberta.tx", tiny(*cfg), registry))  # interop mapping
 
 
 def batch(vocab: int, B: int = 3, T: int = 23):

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from parity_helpers import assert_close, check_spec_parses, parse_spec
-from txdsl.back.construct import construct
+from parity_helpers import (BERT_QKV, assert_close, bert_encoder_weights, check_spec_parses,
+                            detached, hf_pair, scale_up)
 
 transformers = pytest.importorskip("transformers")
 
@@ -35,51 +35,25 @@ def hf_longformer():
         attention_window=HF_WINDOWS, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
         pad_token_id=1, layer_norm_eps=1e-5)
     torch.manual_seed(0)
-    model = transformers.LongformerModel(config)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "LayerNorm.weight" in name:
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
-            else:
-                p.normal_(0.0, 0.15)  # scaled up from 0.02: mistakes show
-    return model.eval()
+    # scaled up from 0.02 (mistakes show), drawing on from the seed above
+    return scale_up(transformers.LongformerModel(config), std=0.15, seed=None).eval()
+
+
+GLOBAL_QKV = (("q_global", "query_global"), ("k_global", "key_global"),
+              ("v_global", "value_global"))
 
 
 def state_dict(hf) -> dict[str, torch.Tensor]:
-    sd, e = {}, hf.embeddings
-    sd["embedding.tokens.weight"] = e.word_embeddings.weight
-    sd["embedding.position.embed.weight"] = e.position_embeddings.weight
-    sd["embedding.token_types.weight"] = e.token_type_embeddings.weight
-    sd["embedding.norm.weight"], sd["embedding.norm.bias"] = e.LayerNorm.weight, e.LayerNorm.bias
-    for i, layer in enumerate(hf.encoder.layer):
-        p, att = f"encoder.layers.{i}.", layer.attention
-        for ours, theirs in (("q_proj", att.self.query), ("k_proj", att.self.key),
-                             ("v_proj", att.self.value), ("q_global", att.self.query_global),
-                             ("k_global", att.self.key_global),
-                             ("v_global", att.self.value_global),
-                             ("out_proj", att.output.dense)):
-            sd[p + f"attention.{ours}.weight"] = theirs.weight
-            sd[p + f"attention.{ours}.bias"] = theirs.bias
-        sd[p + "attention_norm.weight"] = att.output.LayerNorm.weight
-        sd[p + "attention_norm.bias"] = att.output.LayerNorm.bias
-        sd[p + "ffn.up.weight"] = layer.intermediate.dense.weight
-        sd[p + "ffn.up.bias"] = layer.intermediate.dense.bias
-        sd[p + "ffn.down.weight"] = layer.output.dense.weight
-        sd[p + "ffn.down.bias"] = layer.output.dense.bias
-        sd[p + "ffn_norm.weight"] = layer.output.LayerNorm.weight
-        sd[p + "ffn_norm.bias"] = layer.output.LayerNorm.bias
+    sd = bert_encoder_weights(hf, BERT_QKV + GLOBAL_QKV)
     sd["heads.pooler.dense.weight"] = hf.pooler.dense.weight
     sd["heads.pooler.dense.bias"] = hf.pooler.dense.bias
-    return {k: v.detach().clone() for k, v in sd.items()}
+    return detached(sd)
 
 
 @pytest.fixture(scope="module", params=["blocked", "sdpa"])  # reference == both: test_sparse_impls
 def pair(request, registry):
-    hf = hf_longformer()
-    ours = construct(parse_spec("longformer.tx", TINY), registry=registry,
-                     force={"attention": request.param})
-    ours.load_state_dict(state_dict(hf), strict=True)
-    return hf, ours.eval()
+    return hf_pair(hf_longformer(), "longformer.tx", TINY, registry, state_dict,
+                   force={"attention": request.param})
 
 
 def inputs(B: int = 2, T: int = 30):

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from parity_helpers import assert_close, check_spec_parses, spec_ir, scale_up
-from txdsl.back.construct import construct
+from parity_helpers import (assert_close, bert_encoder_weights, check_spec_parses, detached,
+                            hf_pair, scale_up)
 
 transformers = pytest.importorskip("transformers")
 
@@ -41,33 +41,17 @@ def hf_roberta(vocab: int, d: int, heads: int, layers: int, context: int):
 
 
 def roberta_state_dict(hf) -> dict[str, torch.Tensor]:
-    e, sd = hf.embeddings, {}
-    sd["embedding.tokens.weight"] = e.word_embeddings.weight
-    sd["embedding.position.embed.weight"] = e.position_embeddings.weight
-    sd["embedding.token_types.weight"] = e.token_type_embeddings.weight
-    sd["embedding.norm.weight"], sd["embedding.norm.bias"] = e.LayerNorm.weight, e.LayerNorm.bias
-    for i, layer in enumerate(hf.encoder.layer):
-        p, att = f"encoder.layers.{i}.", layer.attention
-        for ours, theirs in (("attention.q_proj", att.self.query), ("attention.k_proj", att.self.key),
-                             ("attention.v_proj", att.self.value),
-                             ("attention.out_proj", att.output.dense),
-                             ("attention_norm", att.output.LayerNorm),
-                             ("ffn.up", layer.intermediate.dense), ("ffn.down", layer.output.dense),
-                             ("ffn_norm", layer.output.LayerNorm)):
-            sd[p + ours + ".weight"], sd[p + ours + ".bias"] = theirs.weight, theirs.bias
+    sd = bert_encoder_weights(hf)
     sd["heads.pooler.dense.weight"] = hf.pooler.dense.weight
     sd["heads.pooler.dense.bias"] = hf.pooler.dense.bias
-    return {k: v.detach().clone() for k, v in sd.items()}
+    return detached(sd)
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
 def pair(request, registry):
     cfg = CONFIGS[request.param]
-    hf = hf_roberta(*cfg)
-    ours = construct(spec_ir("roberta.tx", tiny(*cfg)), registry=registry)
-    ours.load_state_dict(roberta_state_dict(hf), strict=True)
-    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
-    return cfg, hf, ours.eval()
+    return (cfg, *hf_pair(hf_roberta(*cfg), "roberta.tx", tiny(*cfg), registry,
+                          roberta_state_dict))
 
 
 def batch(vocab: int, B: int = 3, T: int = 17):

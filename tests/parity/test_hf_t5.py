@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from parity_helpers import assert_close, check_spec_parses, spec_ir, scale_up
-from txdsl.back.construct import construct
+from parity_helpers import assert_close, check_spec_parses, detached, hf_pair, scale_up
 
 transformers = pytest.importorskip("transformers")
 
@@ -58,17 +57,13 @@ def t5_state_dict(hf) -> dict[str, torch.Tensor]:
             sd[p + "ffn_norm.weight"] = ff.layer_norm.weight
             sd[p + "ffn.up.weight"] = ff.DenseReluDense.wi.weight
             sd[p + "ffn.down.weight"] = ff.DenseReluDense.wo.weight
-    return {k: v.detach().clone() for k, v in sd.items()}
+    return detached(sd)
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
 def pair(request, registry):
     cfg = CONFIGS[request.param]
-    hf = hf_t5(*cfg)
-    ours = construct(spec_ir("t5.tx", tiny(*cfg)), registry=registry)
-    ours.load_state_dict(t5_state_dict(hf), strict=True)
-    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
-    return cfg, hf, ours.eval()
+    return (cfg, *hf_pair(hf_t5(*cfg), "t5.tx", tiny(*cfg), registry, t5_state_dict))
 
 
 def batch(vocab: int, B: int = 3, S: int = 13, T: int = 11):

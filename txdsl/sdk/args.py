@@ -97,8 +97,10 @@ class AttentionArgs(ComponentArgs):
     forms_scores: ClassVar[bool] = False
     reads_scores: ClassVar[bool] = False
 
-    heads: PositiveInt
-    kv_heads: PositiveInt | None = None
+    heads: PositiveInt = Field(description="number of attention (query) heads")
+    kv_heads: PositiveInt | None = Field(
+        default=None, description="key/value heads: fewer than heads is grouped-query "
+        "attention, 1 is multi-query; none: as many as heads")
     head_dim: PositiveInt | None = None  # default d_model // heads
     bias: bool = True  # biases on the q, k, v and output projections
     scale: float | None = None  # score scale; default 1/sqrt(head_dim) (T5 uses 1)
@@ -179,8 +181,8 @@ class NormArgs(ComponentArgs):
 
 class FFNArgs(ComponentArgs):
     family: ClassVar[str] = "ffn"
-    hidden: PositiveInt
-    bias: bool = True
+    hidden: PositiveInt = Field(description="width of the hidden layer")
+    bias: bool = Field(default=True, description="biases on the feed-forward projections")
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # after the activation
 
     def flops_per_token(self, dims: Dims, seq_len: int) -> int:

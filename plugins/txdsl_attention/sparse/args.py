@@ -106,7 +106,7 @@ class LocalArgs(_Window):
 
 
 class DilatedArgs(_Window):
-    """Dilated sliding window (Beltagy et al. 2020, §3.1): every ``dilation``-th key within
+    """Dilated sliding window (Beltagy et al. 2020, §3.1, https://arxiv.org/abs/2004.05150): every ``dilation``-th key within
     ``window * dilation`` positions (``window`` keys on the past side)."""
 
     example: ClassVar[dict[str, Any]] = {"window": 2, "dilation": 2}
@@ -151,7 +151,7 @@ class StridedArgs(_Factorised):
 
 
 class FixedArgs(_Factorised):
-    """Sparse Transformer, fixed (Child et al. 2019): head A sees its own ``stride``-long
+    """Sparse Transformer, fixed (Child et al. 2019, https://arxiv.org/abs/1904.10509): head A sees its own ``stride``-long
     block, head B the last ``summary`` positions of every block."""
 
     example: ClassVar[dict[str, Any]] = {"stride": 3}
@@ -210,7 +210,8 @@ class _GlobalFields(SparseBase):
 
 
 class GlobalArgs(_GlobalFields):
-    """Global attention alone (Beltagy et al. 2020; Zaheer et al. 2020): global positions see
+    """Global attention alone (Beltagy et al. 2020; Zaheer et al. 2020;
+    https://arxiv.org/abs/2004.05150, https://arxiv.org/abs/2007.14062): global positions see
     all keys and are seen by all queries; other queries see only global keys (and, with a
     runtime ``global_attention_mask``, its positions)."""
 

@@ -52,8 +52,8 @@ class RandomArgs(_RandomFields):
 
 
 class SparseArgs(_GlobalFields, _RandomFields):
-    """A union of position patterns (Lin et al. 2021 §4.1.1): each argument given adds its
-    pattern: ``window`` (local, with ``dilation``, ``ring``), ``block``/``reach``
+    """A union of position patterns (Lin et al. 2021 §4.1.1, https://arxiv.org/abs/2106.04554):
+    each argument given adds its pattern: ``window`` (local, with ``dilation``, ``ring``), ``block``/``reach``
     (block-local), ``global_*`` and ``positions`` (global), ``random`` (random blocks).
     BigBird (Zaheer et al. 2020) is ``block + reach: 1 + global_tokens/global_last +
     random``; Star-Transformer (Guo et al. 2019, https://arxiv.org/abs/1902.09113)
