@@ -165,20 +165,19 @@ def test_probsparse_equation():
 
 @torch.no_grad()
 def test_causal_probsparse_equation():
-    """Causal: the measurement over sampled keys <= t; t is active if fewer than u earlier
-    queries measure at least as much; lazy queries get the mean of v_0..v_t."""
+    """Causal: the measurement over every key <= t (no sample); t is active if fewer than u
+    earlier queries measure at least as much; lazy queries get the mean of v_0..v_t."""
     T, factor = 24, 1
     m = build("probsparse", factor=factor)
     x = torch.randn(B, T, D) * 2
     q, k, v = (heads(x, p) for p in (m.q_proj, m.k_proj, m.v_proj))
-    u = n = factor * math.ceil(math.log(T))  # 4 of 24: most queries are lazy
-    picked = [i * T // n for i in range(n)]
+    u = factor * math.ceil(math.log(T))  # 4 of 24: most queries are lazy
     y = torch.empty_like(q)
     for b in range(B):
         for h in range(H):
             measure = []
             for t in range(T):
-                s = torch.stack([q[b, h, t] @ k[b, h, j] for j in picked if j <= t]) / math.sqrt(HD)
+                s = torch.stack([q[b, h, t] @ k[b, h, j] for j in range(t + 1)]) / math.sqrt(HD)
                 measure.append(s.max() - s.mean())
             for t in range(T):
                 if sum(measure[r] >= measure[t] for r in range(t)) < u:
