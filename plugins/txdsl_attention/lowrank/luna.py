@@ -9,7 +9,9 @@ packs the sequence into it and unpacks it back::
     P_next = LayerNorm(Y_P + P)                # the next layer's P
 
 The first layer of a stack starts from its learned ``P`` (every layer has one,
-so any layer can start; only the first's is used in a stack). ``P_next`` is
+so any layer can start; only the first's is used in a stack), drawn from
+``N(0, 1)`` as the official code's (``N(0, d^-1/2)`` times its embedding scale
+``sqrt(d)``). ``P_next`` is
 handed on through :class:`~txdsl.sdk.attention.StackState` as
 ``state.shared["luna"]`` (``(B, l, d)``). Without a state the layer uses its
 own ``P``.
@@ -73,7 +75,7 @@ class LunaAttention(InducingAttention):
     """Pack the sequence into the carried context, unpack it, hand the context on."""
 
     def __init__(self, *, m: int, pack: dict, **base):
-        super().__init__(m=m, pack=pack, **base)
+        super().__init__(m=m, pack=pack, summary_norm=False, **base)
         self.norm = nn.LayerNorm(self.out_proj.out_features)
 
     @classmethod

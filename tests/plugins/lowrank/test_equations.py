@@ -165,20 +165,19 @@ def test_probsparse_equation():
 
 @torch.no_grad()
 def test_causal_probsparse_equation():
-    """Causal: the measurement over sampled keys <= t; t is active if fewer than u earlier
-    queries measure at least as much; lazy queries get the mean of v_0..v_t."""
+    """Causal: the measurement over every key <= t (no sample); t is active if fewer than u
+    earlier queries measure at least as much; lazy queries get the mean of v_0..v_t."""
     T, factor = 24, 1
     m = build("probsparse", factor=factor)
     x = torch.randn(B, T, D) * 2
     q, k, v = (heads(x, p) for p in (m.q_proj, m.k_proj, m.v_proj))
-    u = n = factor * math.ceil(math.log(T))  # 4 of 24: most queries are lazy
-    picked = [i * T // n for i in range(n)]
+    u = factor * math.ceil(math.log(T))  # 4 of 24: most queries are lazy
     y = torch.empty_like(q)
     for b in range(B):
         for h in range(H):
             measure = []
             for t in range(T):
-                s = torch.stack([q[b, h, t] @ k[b, h, j] for j in picked if j <= t]) / math.sqrt(HD)
+                s = torch.stack([q[b, h, t] @ k[b, h, j] for j in range(t + 1)]) / math.sqrt(HD)
                 measure.append(s.max() - s.mean())
             for t in range(T):
                 if sum(measure[r] >= measure[t] for r in range(t)) < u:
@@ -205,6 +204,23 @@ def test_probsparse_with_every_query_active_is_softmax():
     got = m(x, mask=AttentionMask(key_padding=pad))
     assert (got - full_of(m, x, key_ok=pad)).abs().max() < 1e-5
 
+
+@torch.no_grad()
+def test_probsparse_never_measures_the_unsampled_keys():
+    """The fixed, evenly spaced sample (not Informer's random one) is the same for every
+    query: at T = 8, factor 2 it is keys 0, 1, 2, 4, 5, 6, so a query peaked on key 3 or 7
+    measures M = 0 and is lazy. On the reverse task exactly those queries (4 and 0) get
+    mean(V): the floor in test_models.py (measured over every key instead: 0.030)."""
+    m, T = build("probsparse", factor=2), 8  # u = 6 active queries, 6 sampled keys
+    k = torch.eye(T)[None, None].expand(1, H, T, T)  # (1, H, T, hd = 8): key j = e_j
+    q = 10 * k.flip(2)  # query i peaked on key 7 - i, as the reverse task's
+    v = torch.randn(1, H, T, T)
+    got = m.attend(q, k, v, mask=AttentionMask(), position=None, state=None)  # (1, H, T, hd)
+    exact = torch.softmax(q @ k.transpose(-1, -2) * m.scale, dim=-1) @ v
+    lazy = [0, 4]
+    torch.testing.assert_close(got[:, :, lazy], v.mean(2, keepdim=True).expand(1, H, 2, T))
+    active = [i for i in range(T) if i not in lazy]
+    torch.testing.assert_close(got[:, :, active], exact[:, :, active])
 
 # ------------------------------------------------------------------ clustered
 
@@ -293,11 +309,16 @@ def test_causal_compressed_equation():
 
 @torch.no_grad()
 def test_inducing_is_two_nested_attentions():
+    """H = LayerNorm(I + MHA_1(I, X)) (the MAB's ln0), out = MHA_2(X, H)."""
     m = build("inducing", m=3)
     x, pad = torch.randn(B, 8, D), torch.ones(B, 8, dtype=torch.bool)
     pad[0, -3:] = False
+    with torch.no_grad():  # a non-trivial norm, so a wrong affine would show
+        m.summary_norm.weight.uniform_(0.5, 1.5), m.summary_norm.bias.uniform_(-0.5, 0.5)
     points = m.inducing.expand(B, -1, -1)
     h = points + naive_mha(points, x, m.pack_q, m.pack_k, m.pack_v, m.pack_out, pad)
+    mean, var = h.mean(-1, keepdim=True), h.var(-1, unbiased=False, keepdim=True)
+    h = (h - mean) / torch.sqrt(var + 1e-5) * m.summary_norm.weight + m.summary_norm.bias
     want = naive_mha(x, h, m.q_proj, m.k_proj, m.v_proj, m.out_proj)
     got = m(x, mask=AttentionMask(key_padding=pad))
     assert (got - want).abs().max() < 1e-5
