@@ -139,8 +139,9 @@ def _stack(c: _Counter, ir: ModelIR, stack: StackIR, seq: int) -> tuple[int, int
             a = c.args(attn)
             heads = getattr(a, "heads", 1)
             if stack.role == "decoder" and hasattr(a, "state_elements"):
-                # the decode state: the kind's own size (a window's is bounded)
-                kv += a.state_elements(dims, seq)
+                # the decode state: the kind's own size (a window's is bounded); self-attention
+                # holds the memory tokens' slots too
+                kv += a.state_elements(dims, seq + (mem if attn is layer.attention else 0))
             act += 4 * d + heads * seq  # input, q, k, v (~d each) and the score row per head
         if layer.ffn is not None:
             hidden = getattr(c.args(layer.ffn), "hidden", 4 * d)

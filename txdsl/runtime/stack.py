@@ -41,9 +41,12 @@ class Stack(nn.Module):
 
     def new_cache(self, batch: int, capacity: int, *, cross: bool = False,
                   device=None, dtype: torch.dtype = torch.float32) -> StackCache:
-        """A preallocated decode cache for ``batch`` rows and ``capacity`` positions."""
+        """A preallocated decode cache for ``batch`` rows and ``capacity`` positions (and the
+        memory tokens' slots before them)."""
+        reserved = self.memory_tokens.size if self.memory_tokens is not None else 0
         return StackCache([layer.attention for layer in self.layers], batch=batch,
-                          capacity=capacity, cross=cross, device=device, dtype=dtype)
+                          capacity=capacity, cross=cross, device=device, dtype=dtype,
+                          reserved=reserved)
 
     def forward(self, x: Tensor, *, positions: Tensor | None = None,
                 attention_mask: Tensor | None = None,
@@ -61,19 +64,21 @@ class Stack(nn.Module):
         and, on request, every layer's input followed by the output (after the
         final norm)."""
         memory_tokens = self.memory_tokens
+        T = x.shape[1]
+        if cache is not None:  # the sequence's slots (memory tokens' come first)
+            cache_position = cache_position if cache_position is not None else cache.slots(T)
+        if positions is None:
+            positions = (cache_position if cache_position is not None
+                         else torch.arange(T, device=x.device))[None]  # (1, T)
+        memory_state = None  # how this forward runs the memory tokens (MemoryPass)
         if memory_tokens is not None:
-            if cache is not None or documents is not None:
-                raise ValueError("memory tokens don't run with a decode cache or packed "
-                                 "documents yet: call without past_key_values/document_ids")
-            x, positions, attention_mask = memory_tokens.prepend(x, positions, attention_mask)
+            x, positions, attention_mask, cache_position, documents, memory_state = \
+                memory_tokens.enter(x, positions, attention_mask, cache, cache_position,
+                                    documents, causal=self.causal)
         B, T = x.shape[:2]
         real = attention_mask[:, -T:].bool() if attention_mask is not None else None
         # Data-dependent checks only in eager mode on real tensors (not compiling, not meta).
         compiling = torch.compiler.is_compiling() or x.device.type == "meta"
-        if positions is None:
-            positions = (cache.slots(T) if cache is not None and cache_position is None
-                         else cache_position if cache_position is not None
-                         else torch.arange(T, device=x.device))[None]  # (1, T)
         if cache is None:
             if real is not None and not compiling and bool(real.all()):
                 real = None  # an all-ones mask (generate passes one) keeps SDPA's causal path
@@ -81,7 +86,7 @@ class Stack(nn.Module):
                                  k_documents=documents)
             k_positions = positions
         else:
-            slots = cache_position if cache_position is not None else cache.slots(T)
+            slots = cache_position
             if not compiling and not cache.planned:
                 cache.ensure(int(slots[-1]) + 1)
                 cache.padded = cache.padded or (real is not None and not bool(real.all()))
@@ -93,13 +98,18 @@ class Stack(nn.Module):
             mask = AttentionMask(causal=self.causal, q_slots=slots,
                                  key_padding=cache.key_padding if hide else None)
             k_positions = cache.key_positions
-        if memory_tokens is not None and memory_tokens.form == "bottleneck":
-            mask = mask.with_pattern(("memory_bottleneck", memory_tokens.size),
-                                     memory_tokens.bottleneck())
+        if memory_tokens is not None:  # the bottleneck's pattern; documents see the memory
+            mask = memory_tokens.restrict(mask, memory_state)
         cross_mask = AttentionMask(key_padding=memory_mask.bool() if memory_mask is not None
                                    else None, cross=True)
         position = (PositionContext.build(self.position, positions, k_positions, x.dtype)
                     if self.position is not None else None)
+        if memory_state is not None and memory_state.twins == "alone":
+            N = memory_tokens.size  # the memory alone: causal over its own N positions
+            memory_state.alone_mask = AttentionMask(causal=True)
+            memory_state.alone_position = (
+                PositionContext.build(self.position, positions[:, :N], positions[:, :N],
+                                      x.dtype) if self.position is not None else None)
         state = state if state is not None else StackState()
         if attention_mask is not None:  # this stack's step's real tokens, for components
             state.inputs = {**state.inputs, "attention_mask": attention_mask[:, -T:]}  # (B, T)
@@ -116,7 +126,7 @@ class Stack(nn.Module):
                                    if cache is not None and cache.cross_attention is not None
                                    else None), state=state)
             if memory_tokens is not None:
-                return memory_tokens.step(i, self.layers[i], x, **kw)
+                return memory_tokens.step(i, self.layers[i], x, memory_state, **kw)
             return self.layers[i](x, **kw)
 
         if self.halting is not None:
@@ -128,7 +138,7 @@ class Stack(nn.Module):
             if output_hidden_states:
                 hidden.append(x)
             x = step(i, x)
-        if memory_tokens is not None:  # heads and losses never see the memory
+        if memory_state is not None and memory_state.prepended:  # heads, losses never see it
             x = x[:, memory_tokens.size:]
             hidden = [h[:, memory_tokens.size:] for h in hidden]
         if state.query_stream:  # the query stream is the output (as HF's XLNet)
