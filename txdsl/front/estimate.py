@@ -118,6 +118,8 @@ def _stack(c: _Counter, ir: ModelIR, stack: StackIR, seq: int) -> tuple[int, int
     dims = dims_for(ir, c.registry, stack=stack)
     d = ir.d_model
     params = c.params(stack.position, dims) + c.params(stack.final_norm, dims)
+    from .dims import layer_positions
+    params += sum(c.params(pos, dims) for pos in layer_positions(stack))  # one module each
     flops = kv = act = 0
     mem = getattr(stack, "memory_tokens", 0)
     dedicated = mem and stack.memory_form == "dedicated"

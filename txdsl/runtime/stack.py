@@ -1,4 +1,4 @@
-"""A stack of layers (encoder or decoder) sharing one position scheme.
+"""A stack of layers (encoder or decoder) sharing one position scheme (or a few).
 
 Once per forward it builds what every layer's attention receives (the
 attention contract, :mod:`txdsl.sdk.attention`):
@@ -7,7 +7,9 @@ attention contract, :mod:`txdsl.sdk.attention`):
   cached keys too), the queries' slots, documents of packed rows; lowered at
   most once per form however many layers read it;
 - the :class:`~txdsl.sdk.positions.PositionContext`: rotary tables or the
-  score bias for this step's query positions and all key positions;
+  score bias for this step's query positions and all key positions, once per
+  distinct scheme (the stack's and those layers chose instead,
+  ``layer[...] { position = scheme(...) }``);
 - a fresh :class:`~txdsl.sdk.attention.StackState` for what layers pass on.
 
 With ``halting`` (:class:`~txdsl.runtime.universal.AdaptiveComputationTime`) the
@@ -30,8 +32,14 @@ from .layer import Layer
 class Stack(nn.Module):
     def __init__(self, *, role: str, causal: bool, layers: list[Layer],
                  position: nn.Module | None = None, final_norm: nn.Module | None = None,
-                 halting: nn.Module | None = None, memory_tokens: nn.Module | None = None):
+                 halting: nn.Module | None = None, memory_tokens: nn.Module | None = None,
+                 layer_positions: list[nn.Module] | None = None,
+                 layer_position: list[int] | None = None):
+        """``layer_positions``: the distinct schemes layers chose instead of ``position``;
+        ``layer_position[i]``: layer ``i``'s (0: the stack's, k: ``layer_positions[k - 1]``)."""
         super().__init__()
+        self.layer_positions = nn.ModuleList(layer_positions or [])
+        self.layer_position = list(layer_position or [0] * len(layers))
         self.memory_tokens = memory_tokens  # MemoryTokens (memory_tokens.py), or None
         self.halting = halting  # adaptive computation time over the layers, or None
         self.role, self.causal = role, causal
@@ -102,14 +110,12 @@ class Stack(nn.Module):
             mask = memory_tokens.restrict(mask, memory_state)
         cross_mask = AttentionMask(key_padding=memory_mask.bool() if memory_mask is not None
                                    else None, cross=True)
-        position = (PositionContext.build(self.position, positions, k_positions, x.dtype)
-                    if self.position is not None else None)
+        contexts = self._contexts(positions, k_positions, x.dtype)  # one per distinct scheme
+        alone: list = []
         if memory_state is not None and memory_state.twins == "alone":
             N = memory_tokens.size  # the memory alone: causal over its own N positions
             memory_state.alone_mask = AttentionMask(causal=True)
-            memory_state.alone_position = (
-                PositionContext.build(self.position, positions[:, :N], positions[:, :N],
-                                      x.dtype) if self.position is not None else None)
+            alone = self._contexts(positions[:, :N], positions[:, :N], x.dtype)
         state = state if state is not None else StackState()
         if attention_mask is not None:  # this stack's step's real tokens, for components
             state.inputs = {**state.inputs, "attention_mask": attention_mask[:, -T:]}  # (B, T)
@@ -120,12 +126,15 @@ class Stack(nn.Module):
         hidden: list[Tensor] = []
 
         def step(i: int, x: Tensor) -> Tensor:
-            kw = dict(mask=mask, position=position, memory=memory, memory_mask=cross_mask,
+            kw = dict(mask=mask, position=contexts[self.layer_position[i]], memory=memory,
+                      memory_mask=cross_mask,
                       cache=cache.self_attention[i] if cache is not None else None,
                       cross_cache=(cache.cross_attention[i]
                                    if cache is not None and cache.cross_attention is not None
                                    else None), state=state)
             if memory_tokens is not None:
+                if alone:
+                    memory_state.alone_position = alone[self.layer_position[i]]
                 return memory_tokens.step(i, self.layers[i], x, memory_state, **kw)
             return self.layers[i](x, **kw)
 
@@ -149,3 +158,10 @@ class Stack(nn.Module):
             hidden.append(x)
             return x, tuple(hidden)
         return x, None
+
+    def _contexts(self, q_positions: Tensor, k_positions: Tensor,
+                  dtype: torch.dtype) -> list[PositionContext | None]:
+        """The stack's position context, then each layer-chosen scheme's, computed once."""
+        schemes = [self.position, *self.layer_positions]
+        return [PositionContext.build(m, q_positions, k_positions, dtype) if m is not None
+                else None for m in schemes]
