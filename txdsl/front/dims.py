@@ -66,7 +66,8 @@ def stack_dims(stack: StackIR, base: Dims, registry: Registry) -> Dims:
     heads = getattr(attn, "heads", None)
     head_size = getattr(attn, "head_size", None)
     head_dim = head_size(base) if callable(head_size) else None
-    return base.model_copy(update={"heads": heads, "head_dim": head_dim})
+    return base.model_copy(update={"heads": heads, "head_dim": head_dim,
+                                   "layers": len(stack.layers)})
 
 
 def layer_positions(stack: StackIR) -> list[Component]:

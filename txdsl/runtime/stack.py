@@ -19,6 +19,8 @@ the output is the halting-weighted sum of the steps' states.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor, nn
 
@@ -111,11 +113,12 @@ class Stack(nn.Module):
         cross_mask = AttentionMask(key_padding=memory_mask.bool() if memory_mask is not None
                                    else None, cross=True)
         contexts = self._contexts(positions, k_positions, x.dtype)  # one per distinct scheme
+        contexts = self._per_layer(contexts)
         alone: list = []
         if memory_state is not None and memory_state.twins == "alone":
             N = memory_tokens.size  # the memory alone: causal over its own N positions
             memory_state.alone_mask = AttentionMask(causal=True)
-            alone = self._contexts(positions[:, :N], positions[:, :N], x.dtype)
+            alone = self._per_layer(self._contexts(positions[:, :N], positions[:, :N], x.dtype))
         state = state if state is not None else StackState()
         if attention_mask is not None:  # this stack's step's real tokens, for components
             state.inputs = {**state.inputs, "attention_mask": attention_mask[:, -T:]}  # (B, T)
@@ -126,7 +129,7 @@ class Stack(nn.Module):
         hidden: list[Tensor] = []
 
         def step(i: int, x: Tensor) -> Tensor:
-            kw = dict(mask=mask, position=contexts[self.layer_position[i]], memory=memory,
+            kw = dict(mask=mask, position=contexts[i], memory=memory,
                       memory_mask=cross_mask,
                       cache=cache.self_attention[i] if cache is not None else None,
                       cross_cache=(cache.cross_attention[i]
@@ -134,7 +137,7 @@ class Stack(nn.Module):
                                    else None), state=state)
             if memory_tokens is not None:
                 if alone:
-                    memory_state.alone_position = alone[self.layer_position[i]]
+                    memory_state.alone_position = alone[i]
                 return memory_tokens.step(i, self.layers[i], x, memory_state, **kw)
             return self.layers[i](x, **kw)
 
@@ -165,3 +168,13 @@ class Stack(nn.Module):
         schemes = [self.position, *self.layer_positions]
         return [PositionContext.build(m, q_positions, k_positions, dtype) if m is not None
                 else None for m in schemes]
+
+    def _per_layer(self, contexts: list[PositionContext | None]) -> list[PositionContext | None]:
+        """Each layer's context: its scheme's, with the layer's own tables where the scheme
+        keeps one per layer (``scores`` terms with ``for_layer``: shaw, cope)."""
+        out = []
+        for i, k in enumerate(self.layer_position):
+            ctx = contexts[k]
+            pick = getattr(ctx.scores, "for_layer", None) if ctx is not None else None
+            out.append(dataclasses.replace(ctx, scores=pick(i)) if pick is not None else ctx)
+        return out

@@ -44,7 +44,7 @@ def test_the_ir_marks_only_the_selected_layers():
     assert txdsl.parse(to_tx(ir)) == ir  # show --tx spells it back
 
 
-@pytest.mark.parametrize("position", ["rope", "alibi", "shaw(max_distance: 3)"])
+@pytest.mark.parametrize("position", ["rope", "alibi", "shaw(max_distance: 3, per_layer: false)"])
 def test_a_layer_with_none_runs_without_positions(position):
     attention = "relative(heads: heads)" if position.startswith("shaw") else "full(heads: heads)"
     model = txdsl.build(SPEC.format(position=position, layers="layer[1] { position = none }")
