@@ -6,8 +6,11 @@ and, with ``w^K``, ``w^V`` learned ``(2k + 1, head_dim)`` tables (paper eq. 3-5)
     e_ij = q_i . (k_j + w^K_clip(j-i)) / sqrt(d_z)
     z_i  = sum_j a_ij (v_j + w^V_clip(j-i))
 
-The tables are shared by the heads (as in the paper, section 3.3) and, here, by the
-layers of the stack (one position scheme per stack, like T5's bias). Positions are
+The tables are shared by the heads (as in the paper, section 3.3); each layer has its
+own (``per_layer``, the default: the paper's tensor2tensor code and Hugging Face's
+``relative_key`` give every attention layer its embeddings), ``(L, 2k + 1, head_dim)``,
+layer ``i`` reading row ``i`` (:meth:`ShawTerms.for_layer`); ``per_layer: false``
+shares one pair by the stack's layers. Positions are
 the rows' own ``(B|1, T)`` / ``(B|1, S)``, so decoding with a cache and left padding
 see the same distances as a full forward. The ``relative`` attention adds the terms.
 """
@@ -30,7 +33,8 @@ class ShawArgs(PositionArgs):
     """Relative position representations (Shaw, Uszkoreit & Vaswani 2018,
     https://arxiv.org/abs/1803.02155): learned ``head_dim`` vectors per clipped
     distance in [-max_distance, max_distance], for the keys (q_i . a^K_ij) and the
-    values (sum_j a_ij a^V_ij), shared by the heads and the stack's layers."""
+    values (sum_j a_ij a^V_ij), shared by the heads; one pair of tables per layer
+    (``per_layer``) or one for the stack."""
 
     acts: ClassVar = "scores"
     attentions: ClassVar[frozenset[str]] = frozenset({"relative"})
@@ -40,11 +44,15 @@ class ShawArgs(PositionArgs):
     values: bool = Field(default=True, description="also the value term a^V (paper eq. 3); "
                          "false: keys only")
 
+    per_layer: bool = Field(default=True, description="one pair of tables per layer of the "
+                            "stack (as the paper's code: every attention layer owns its "
+                            "embeddings); false: one pair shared by the layers")
+
     def check(self, dims: Dims) -> None:
         head_dim_of(dims, "shaw")
 
     def param_count(self, dims: Dims) -> int:
-        tables = 2 if self.values else 1
+        tables = (2 if self.values else 1) * (dims.layers or 1 if self.per_layer else 1)
         return tables * (2 * self.max_distance + 1) * head_dim_of(dims, "shaw")
 
     def flops_per_token(self, dims: Dims, seq_len: int) -> int:
@@ -60,12 +68,22 @@ class ShawTerms:
     """One forward's clipped distances ``index`` ``(B|1, T, S)`` in [0, 2k] and the tables."""
 
     index: Tensor
-    keys: Tensor  # (2k + 1, hd)
-    values: Tensor | None  # (2k + 1, hd) or None
+    keys: Tensor  # (2k + 1, hd); per layer (L, 2k + 1, hd) until for_layer
+    values: Tensor | None  # (2k + 1, hd) or None; per layer (L, 2k + 1, hd)
+
+    def for_layer(self, i: int) -> "ShawTerms":
+        """Layer ``i``'s tables (per-layer tables; shared ones: these terms)."""
+        if self.keys.dim() == 2:
+            return self
+        return ShawTerms(self.index, self.keys[i],
+                         self.values[i] if self.values is not None else None)
 
     def logits(self, q: Tensor, scores: Tensor, allowed: Tensor | None, scale: float) -> Tensor:
         """q ``(B, H, T, hd)`` -> the term ``q_i . w^K_clip(j-i) * scale`` ``(B, H, T, S)``."""
         B, H, T, _ = q.shape
+        if self.keys.dim() == 3:
+            raise ValueError("per-layer shaw tables: take a layer's terms with for_layer(i) "
+                             "(the stack does)")
         per_row = q @ self.keys.to(q.dtype).T  # (B, H, T, 2k+1)
         index = self.index[:, None].expand(B, H, T, self.index.shape[-1])  # (B, H, T, S)
         return torch.gather(per_row, -1, index) * scale
@@ -94,8 +112,9 @@ class ShawPositions(nn.Module):
     def from_args(cls, args: ShawArgs, ctx: BuildContext) -> "ShawPositions":
         args.check(ctx.dims)
         rows, hd = 2 * args.max_distance + 1, head_dim_of(ctx.dims, "shaw")
-        keys = nn.Parameter(torch.randn(rows, hd) * hd ** -0.5)
-        values = nn.Parameter(torch.randn(rows, hd) * hd ** -0.5) if args.values else None
+        shape = (ctx.dims.layers or 1, rows, hd) if args.per_layer else (rows, hd)
+        keys = nn.Parameter(torch.randn(shape) * hd ** -0.5)
+        values = nn.Parameter(torch.randn(shape) * hd ** -0.5) if args.values else None
         return cls(keys=keys, values=values, max_distance=args.max_distance)
 
     def scores(self, q_positions: Tensor, k_positions: Tensor, dtype: torch.dtype) -> ShawTerms:
@@ -107,4 +126,5 @@ class ShawPositions(nn.Module):
         return ShawTerms(index=index, keys=self.keys, values=self.values)
 
     def extra_repr(self) -> str:
-        return f"max_distance={self.max_distance}, values={self.values is not None}"
+        layers = f", per_layer={self.keys.shape[0]}" if self.keys.dim() == 3 else ""
+        return f"max_distance={self.max_distance}, values={self.values is not None}{layers}"

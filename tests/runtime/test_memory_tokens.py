@@ -146,7 +146,7 @@ def test_padding_and_counts(form, forms):
     assert estimate(ir, get_registry()).params == sum(p.numel() for p in model.parameters())
 
 
-def test_compiles_in_one_graph_and_refuses_a_cache(forms):
+def test_compiles_in_one_graph_and_a_bidirectional_stack_refuses_a_cache(forms):
     model = forms["bottleneck"]
     ids = torch.randint(0, 40, (2, 6))
     compiled = torch.compile(model.train(), backend="aot_eager", fullgraph=True)
@@ -154,8 +154,8 @@ def test_compiles_in_one_graph_and_refuses_a_cache(forms):
     assert model.encoder.memory_tokens.memory.grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
     model.eval()
-    with pytest.raises(ValueError, match="memory tokens don't run with a decode cache"):
-        model.encoder(torch.randn(1, 2, 32), cache=object())
+    with pytest.raises(ValueError, match="decode with a cache only in a causal stack"):
+        model.encoder(torch.randn(1, 2, 32), cache=model.encoder.new_cache(1, 4))
 
 
 @pytest.mark.parametrize("memory,attention,expect", [

@@ -139,6 +139,15 @@ class _Builder:
                                 "declare it in the embedding, not on the stack",
                                 stack.position.span)
             position = self.component(stack.position, dims)
+        from ..front.dims import layer_positions
+        own = layer_positions(stack)  # layer[...] { position = scheme(...) }: one module each
+        for comp in own:
+            if self.acts(comp) == "embedding":
+                raise SpecError(f"position '{comp.kind}' is added to the embeddings, so it "
+                                "can't be chosen per layer", comp.span)
+        own_modules = [self.component(comp, dims) for comp in own]
+        layer_position = [0 if getattr(layer, "position", None) in (None, stack.position)
+                          else 1 + own.index(layer.position) for layer in stack.layers]
         built: dict[int, Layer] = {}
         layers = []
         deepnorm = deepnorm_constants(stack.role, *(len(s.layers) if s is not None else 0
@@ -174,7 +183,8 @@ class _Builder:
             memory_tokens = MemoryTokens(size=stack.memory_tokens, d_model=dims.width,
                                          form=stack.memory_form, memory_layers=twins)
         return Stack(role=stack.role, causal=stack.causal, layers=layers, position=position,
-                     final_norm=final, halting=halting, memory_tokens=memory_tokens)
+                     final_norm=final, halting=halting, memory_tokens=memory_tokens,
+                     layer_positions=own_modules, layer_position=layer_position)
 
     @staticmethod
     def _shared(stack: StackIR, layer: LayerIR, built: dict[int, Layer]) -> Layer:

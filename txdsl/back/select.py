@@ -92,7 +92,8 @@ def components(ir: ModelIR) -> Iterator[Component]:
         if stack.position is not None:
             yield stack.position
         for layer in stack.layers:
-            for c in (layer.norm, layer.attention, layer.cross_attention, layer.ffn):
+            for c in (getattr(layer, "position", None), layer.norm, layer.attention,
+                      layer.cross_attention, layer.ffn):
                 if c is not None:
                     yield c
         if stack.final_norm is not None:

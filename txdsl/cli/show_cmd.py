@@ -165,17 +165,19 @@ def _layer_summary(stack) -> list[str]:
     out, run = [], []
     for layer in stack.layers:
         key = (layer.residual, str(layer.norm), str(layer.attention), str(layer.cross_attention),
-               str(layer.ffn), getattr(layer, "no_position", False))
+               str(layer.ffn), getattr(layer, "no_position", False),
+               str(getattr(layer, "position", None)))
         if run and run[-1][0] == key:
             run[-1][1].append(layer.index)
         else:
             run.append((key, [layer.index]))
-    for (residual, norm, attn, cross, ffn, nope), idx in run:
+    for (residual, norm, attn, cross, ffn, nope, own), idx in run:
         where = f"{idx[0]}" if len(idx) == 1 else f"{idx[0]}..{idx[-1]}"
         shared = " (shared)" if any(stack.layers[i].shares is not None for i in idx) else ""
         parts = [f"attention {attn}"] + ([f"cross {cross}"] if cross != "None" else [])
         parts += [f"ffn {ffn}" if ffn != "None" else "no ffn", f"norm {norm} ({residual})"]
         parts += ["no position"] if nope else []
+        parts += [f"position {own}"] if own != "None" else []
         out.append(f"    layer {where:<8} " + "; ".join(parts) + shared)
     return out
 

@@ -66,7 +66,19 @@ def stack_dims(stack: StackIR, base: Dims, registry: Registry) -> Dims:
     heads = getattr(attn, "heads", None)
     head_size = getattr(attn, "head_size", None)
     head_dim = head_size(base) if callable(head_size) else None
-    return base.model_copy(update={"heads": heads, "head_dim": head_dim})
+    return base.model_copy(update={"heads": heads, "head_dim": head_dim,
+                                   "layers": len(stack.layers)})
+
+
+def layer_positions(stack: StackIR) -> list[Component]:
+    """The distinct schemes layers chose instead of the stack's (``layer[...] { position =
+    scheme(...) }``), in order of first use: one module each, computed once per forward."""
+    out: list[Component] = []
+    for layer in stack.layers:
+        pos = getattr(layer, "position", None)
+        if pos is not None and pos != stack.position and pos not in out:
+            out.append(pos)
+    return out
 
 
 def iter_components(ir: ModelIR, registry: Registry) -> Iterator[tuple[str, Component, Dims]]:
@@ -87,6 +99,8 @@ def iter_components(ir: ModelIR, registry: Registry) -> Iterator[tuple[str, Comp
         dims = stack_dims(stack, base, registry)
         if stack.position is not None:
             yield f"{stack.role}.position", stack.position, dims
+        for k, pos in enumerate(layer_positions(stack)):
+            yield f"{stack.role}.layer_positions.{k}", pos, dims
         for layer in stack.layers:
             if layer.shares is not None:
                 continue

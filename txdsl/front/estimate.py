@@ -118,6 +118,8 @@ def _stack(c: _Counter, ir: ModelIR, stack: StackIR, seq: int) -> tuple[int, int
     dims = dims_for(ir, c.registry, stack=stack)
     d = ir.d_model
     params = c.params(stack.position, dims) + c.params(stack.final_norm, dims)
+    from .dims import layer_positions
+    params += sum(c.params(pos, dims) for pos in layer_positions(stack))  # one module each
     flops = kv = act = 0
     mem = getattr(stack, "memory_tokens", 0)
     dedicated = mem and stack.memory_form == "dedicated"
@@ -139,8 +141,9 @@ def _stack(c: _Counter, ir: ModelIR, stack: StackIR, seq: int) -> tuple[int, int
             a = c.args(attn)
             heads = getattr(a, "heads", 1)
             if stack.role == "decoder" and hasattr(a, "state_elements"):
-                # the decode state: the kind's own size (a window's is bounded)
-                kv += a.state_elements(dims, seq)
+                # the decode state: the kind's own size (a window's is bounded); self-attention
+                # holds the memory tokens' slots too
+                kv += a.state_elements(dims, seq + (mem if attn is layer.attention else 0))
             act += 4 * d + heads * seq  # input, q, k, v (~d each) and the score row per head
         if layer.ffn is not None:
             hidden = getattr(c.args(layer.ffn), "hidden", 4 * d)

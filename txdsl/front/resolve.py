@@ -333,6 +333,7 @@ class Resolver:
                        cross_attention=comp("cross_attention", "attention"),
                        ffn=comp("ffn", "ffn"), dropout=dropout,
                        no_position=bool(self._try(lambda: self._no_position(f, block))),
+                       position=self._try(lambda: self._layer_position(f, block)),
                        span=block.span)
 
     def _memory_bottleneck(self, f: dict[str, Slot], layers: list[LayerIR], causal) -> None:
@@ -357,18 +358,23 @@ class Resolver:
                                 "memory_form = prepend")
 
     def _no_position(self, f: dict[str, Slot], block: BlockConfig) -> bool:
-        """Whether a ``layer[...]`` block set ``position = none`` for this layer (the only
-        per-layer position: the stack builds one scheme, computed once per forward)."""
+        """Whether a ``layer[...]`` block set ``position = none`` for this layer."""
+        slot = f.get("position")
+        if slot is None or slot is block.fields.get("position") or slot.edits:
+            return False
+        return as_component_value(self._value(slot), slot.value.span, "position") is None
+
+    def _layer_position(self, f: dict[str, Slot], block: BlockConfig) -> Component | None:
+        """The scheme a ``layer[...]`` block gave this layer instead of the stack's
+        (``position = alibi()``, or an edit ``position.theta = ...`` of the stack's);
+        ``None``: the stack's (or none). Where it may act is checked by validation."""
         slot = f.get("position")
         if slot is None or slot is block.fields.get("position"):
-            return False
-        if slot.edits or as_component_value(self._value(slot), slot.value.span,
-                                            "position") is not None:
-            raise SpecError("a layer can only drop the stack's position: position = none",
-                            (slot.edits[-1].span if slot.edits else slot.value.span),
-                            "set the scheme on the stack; layer[...] { position = none } "
-                            "leaves those layers without it (NoPE layers)")
-        return True
+            return None
+        if not slot.edits and as_component_value(self._value(slot), slot.value.span,
+                                                 "position") is None:
+            return None
+        return self._component(slot, "position", "position")
 
     # --------------------------------------------------------------- heads
 

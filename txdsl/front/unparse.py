@@ -136,6 +136,13 @@ class _Printer:
                      if getattr(layer, "no_position", False))
         if nope:
             body.append(s.LayerBlock(nope, (self.assign("position", s.Name("none")),)))
+        own: dict[str, list] = {}  # layer[...] { position = scheme(...) }
+        for layer in st.layers:
+            if getattr(layer, "position", None) is not None:
+                own.setdefault(layer.position.canonical_json(), [layer.position, []])[1].append(
+                    s.Index(s.Number(layer.index)))
+        for pos, idx in own.values():
+            body.append(s.LayerBlock(tuple(idx), (self.assign("position", self.component(pos)),)))
         return s.Block(st.role, s.Number(len(st.layers)), tuple(body))
 
 

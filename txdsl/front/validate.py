@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from ..errors import ErrorSink, SpecError
-from ..ir import Component, ModelIR, StackIR
+from ..ir import Component, LayerIR, ModelIR, StackIR
 from .dims import base_dims, stack_dims
 from ..registry import Registry
 from ..sdk.args import ArgError, Dims
@@ -79,6 +79,9 @@ def _validate(ir: ModelIR, registry: Registry, sink: ErrorSink, structure: bool)
             continue
         if _position_in_stack(stack, registry, sink):
             check(stack.position, dims)
+        for layer in stack.layers:  # layer[...] { position = scheme(...) }
+            if layer.position is not None and _position_in_layer(layer, registry, sink):
+                check(layer.position, dims)
         check(stack.final_norm, dims)
         for layer in stack.layers:
             if layer.shares is not None:
@@ -165,7 +168,34 @@ def _position_in_stack(stack: StackIR, registry: Registry, sink: ErrorSink) -> b
                            f"the embedding block", pos.span,
                            f"move `position = {pos.kind}(...)` into embedding {{ ... }}"))
         return False
-    for layer in stack.layers:
+    layers = [layer for layer in stack.layers if getattr(layer, "position", None) is None]
+    return _position_serves(pos, acts, layers, registry, sink)
+
+
+def _position_in_layer(layer: LayerIR, registry: Registry, sink: ErrorSink) -> bool:
+    """Whether a layer's own scheme can act in that layer (reports it if not)."""
+    pos = layer.position
+    acts = _acts(pos, registry)
+    if acts == "embedding":
+        sink.add(SpecError(f"position '{pos.kind}' is added to the embeddings (the first layer's "
+                           "input), so it can't be chosen per layer", pos.span,
+                           f"move `position = {pos.kind}(...)` into embedding {{ ... }}, or "
+                           "give this layer a scheme that acts inside attention (rope, alibi, "
+                           "t5_bias, ...)"))
+        return False
+    if pos.args.get("query_stream"):
+        sink.add(SpecError(f"position '{pos.kind}' with query_stream opens XLNet's query stream "
+                           "for the whole stack, so it can't be chosen per layer",
+                           pos.arg_span("query_stream") or pos.span,
+                           "set it on the stack: position = relative_xl(query_stream: true)"))
+        return False
+    return _position_serves(pos, acts, [layer], registry, sink)
+
+
+def _position_serves(pos: Component, acts: str | None, layers: list[LayerIR],
+                     registry: Registry, sink: ErrorSink) -> bool:
+    """Whether ``pos`` can act in every layer's attention (reports the first that can't)."""
+    for layer in layers:
         attn = layer.attention
         if acts is None or not registry.has("attention", attn.kind) or layer.no_position:
             continue

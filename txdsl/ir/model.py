@@ -41,6 +41,8 @@ class LayerIR(Node):
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # on each sublayer's output
     shares: NonNegativeInt | None = None  # reuse the parameters of this earlier layer
     no_position: bool = False  # `layer[...] { position = none }`: the stack's position skips it
+    # `layer[...] { position = scheme(...) }`: this layer's scheme instead of the stack's
+    position: Component | None = None
     span: Span | None = Field(default=None, exclude=True, repr=False)
 
 

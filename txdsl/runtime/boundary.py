@@ -373,10 +373,11 @@ def _conditions(limits: Limits, given: Mapping[str, Any],
         ids = given.get("decoder_input_ids", given.get("input_ids"))
         slots = given.get("cache_position")
         if slots is None and ids is not None:
-            slots = stack.length + torch.arange(ids.shape[1], device=stack.length.device)
+            slots = stack.slots(ids.shape[1])  # the sequence's (memory tokens' come first)
         if slots is not None:
+            capacity = stack.capacity - getattr(stack, "reserved", 0)
             limit = limits.context if cache_grows else min(
-                [c for c in (limits.context, stack.capacity) if c is not None])
+                [c for c in (limits.context, capacity) if c is not None])
             why = "the model's context" if limit == limits.context else "the cache's capacity"
             given_slots = "cache_position" in given
             where = ("cache_position" if given_slots else

@@ -9,7 +9,12 @@ A :class:`StackCache` holds, for ``capacity`` key slots of ``batch`` rows:
 - what the mask and positions need about cached keys: ``key_padding``
   ``(B, capacity)`` (``False`` until a real token is written: unwritten slots
   are never attended) and ``key_positions`` ``(B, capacity)``;
-- ``length``: a 0-dim tensor, the next free slot.
+- ``length``: a 0-dim tensor, the next free slot;
+- ``reserved``: slots ``0..reserved-1`` held by a stack's memory tokens
+  (:mod:`txdsl.runtime.memory_tokens`), written at the first call
+  (``memory_written``); the sequence's slot ``s`` is slot ``reserved + s``.
+  :meth:`StackCache.slots`, ``cache_position`` and ``get_seq_length`` count
+  the sequence's slots; ``capacity`` counts all of them.
 
 Every step writes in place at its slots; no tensor changes shape, so a
 compiled decode step compiles once. Eager callers that outgrow the capacity
@@ -31,24 +36,27 @@ class StackCache:
     """The decode states of one stack's layers, and what is known about cached keys."""
 
     def __init__(self, attentions: Sequence[Any], *, batch: int, capacity: int,
-                 device: Any = None, dtype: torch.dtype = torch.float32, cross: bool = False):
+                 device: Any = None, dtype: torch.dtype = torch.float32, cross: bool = False,
+                 reserved: int = 0):
         if capacity < 1:
             raise ValueError(f"cache capacity ({capacity}) must be at least 1")
-        self.batch, self.capacity = batch, capacity
+        capacity += reserved  # the memory tokens' slots come first
+        self.batch, self.capacity, self.reserved = batch, capacity, reserved
+        self.memory_written = reserved == 0  # the memory tokens' keys are in slots 0..reserved-1
         self.self_attention = [a.new_state(batch, capacity, device=device, dtype=dtype)
                                for a in attentions]
         self.cross_attention = [CrossKV() for _ in attentions] if cross else None
         self.key_padding = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
         self.key_positions = torch.zeros(batch, capacity, dtype=torch.long, device=device)
-        self.length = torch.zeros((), dtype=torch.long, device=device)
+        self.length = torch.full((), reserved, dtype=torch.long, device=device)
         self.padded = False  # any padding written (else causality alone hides unwritten slots)
         # Sized and decided on the host by the caller (generate): no growth, and ``padded``
         # is known before the first step, so a compiled step trusts it (no per-step checks).
         self.planned = False
 
     def slots(self, T: int) -> Tensor:
-        """The ``(T,)`` slots of the next ``T`` tokens."""
-        return self.length + torch.arange(T, device=self.length.device)
+        """The ``(T,)`` sequence slots of the next ``T`` tokens (after the memory's)."""
+        return self.length - self.reserved + torch.arange(T, device=self.length.device)
 
     def ensure(self, needed: int) -> None:
         """Eager only: make room for ``needed`` slots, doubling the capacity."""
@@ -95,7 +103,7 @@ class ModelCache:
 
     def get_seq_length(self) -> int:
         """Positions already decoded (Hugging Face's name)."""
-        return 0 if self.stack is None else int(self.stack.length)
+        return 0 if self.stack is None else int(self.stack.length) - self.stack.reserved
 
     def reorder(self, index: Tensor) -> None:
         """Keep batch rows ``index`` (beam search)."""

@@ -45,6 +45,7 @@ class Dims(BaseModel):
     context: PositiveInt | None = None  # longest sequence the model is meant for, if known
     heads: PositiveInt | None = None  # for stack-level positions: the attention's heads
     head_dim: PositiveInt | None = None  # ... and its head size (RoPE rotates head_dim)
+    layers: PositiveInt | None = None  # for stack-level positions: the stack's layer count
 
 
 class ComponentArgs(BaseModel):

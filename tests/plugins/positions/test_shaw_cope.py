@@ -41,12 +41,12 @@ def build(position: str, kv: int = 4, attention: str | None = None):
 
 @pytest.fixture(scope="module")
 def shaw():
-    return build("shaw(max_distance: 2)", kv=2)
+    return build("shaw(max_distance: 2, per_layer: false)", kv=2)
 
 
 @pytest.fixture(scope="module")
 def cope():
-    return build("cope(max_positions: 5)")
+    return build("cope(max_positions: 5, per_layer: false)")
 
 
 def heads(attn, x):
@@ -126,7 +126,7 @@ def test_the_equation_with_masks(kind, causal, shaw, cope):
 
 
 def test_shaw_clipping_zero_is_no_relative_term():
-    keys_only = build("shaw(max_distance: 0, values: false)")
+    keys_only = build("shaw(max_distance: 0, values: false, per_layer: false)")
     full = build("none", attention="full(heads: heads, kv_heads: 4)")
     missing = full.load_state_dict(keys_only.state_dict(), strict=False)
     assert missing.unexpected_keys == ["decoder.position.keys"] and not missing.missing_keys
@@ -135,7 +135,7 @@ def test_shaw_clipping_zero_is_no_relative_term():
         torch.testing.assert_close(keys_only(input_ids=ids).logits, full(input_ids=ids).logits,
                                    atol=1e-5, rtol=1e-5)
     # with the value table, clipping 0 adds the one vector w^V_0 to every head's output
-    both = build("shaw(max_distance: 0, values: true)")
+    both = build("shaw(max_distance: 0, values: true, per_layer: false)")
     attn, pos = both.decoder.layers[0].attention, both.decoder.position
     x, mask = torch.randn(2, 5, 32), AttentionMask(causal=True)
     ctx = PositionContext.build(pos, torch.arange(5)[None], torch.arange(5)[None], x.dtype)
@@ -145,9 +145,14 @@ def test_shaw_clipping_zero_is_no_relative_term():
                                    attn(x, mask=mask) + shift, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["shaw", "cope"])
-def test_decoding_equals_the_full_forward_and_compiles(kind, shaw, cope):
-    model = {"shaw": shaw, "cope": cope}[kind]
+@pytest.fixture(scope="module")
+def per_layer():
+    return {"shaw": build("shaw(max_distance: 2)", kv=2), "cope": build("cope(max_positions: 5)")}
+
+
+@pytest.mark.parametrize("kind", ["shaw", "cope", "shaw per layer", "cope per layer"])
+def test_decoding_equals_the_full_forward_and_compiles(kind, shaw, cope, per_layer):
+    model = {"shaw": shaw, "cope": cope}.get(kind) or per_layer[kind.split()[0]]
     ids = torch.randint(0, 40, (2, 8))
     mask = torch.ones(2, 8, dtype=torch.long)
     mask[1, :3] = 0  # left padding
@@ -181,7 +186,8 @@ def test_impossible_pairings_are_located_errors(position, attention, expect):
 
 
 def test_param_counts_are_exact(shaw, cope):
-    for model, spec in ((shaw, "shaw(max_distance: 2)"), (cope, "cope(max_positions: 5)")):
+    for model, spec in ((shaw, "shaw(max_distance: 2, per_layer: false)"),
+                        (cope, "cope(max_positions: 5, per_layer: false)")):
         n = sum(p.numel() for p in model.decoder.position.parameters())
         ir = txdsl.parse(SPEC.format(position=spec, kv=4))
         from txdsl.plugins import get_registry
@@ -197,3 +203,31 @@ def test_param_counts_are_exact(shaw, cope):
 def test_the_specs_build(name):
     ir = txdsl.parse_file(SPECS / f"{name}.tx")
     assert ir.decoder.position.kind == name and ir.decoder.layers[0].attention.kind == "relative"
+
+
+@pytest.mark.parametrize("kind", ["shaw", "cope"])
+def test_per_layer_tables_each_layer_reads_its_own(kind, per_layer):
+    """The default (as both papers' code): layer i == that layer with a one-table scheme
+    holding table i; the tables differ, and the count is exact."""
+    model = per_layer[kind]
+    pos = model.decoder.position
+    tables = dict(pos.named_parameters())
+    assert all(t.shape[0] == 2 for t in tables.values())  # (layers, rows, head_dim)
+    spec = "shaw(max_distance: 2, per_layer: false)" if kind == "shaw" else \
+        "cope(max_positions: 5, per_layer: false)"
+    one = build(spec, kv=2 if kind == "shaw" else 4).decoder.position
+    ids = torch.randint(0, 40, (2, 7))
+    positions = torch.arange(7)[None]
+    with torch.no_grad():
+        out = model(input_ids=ids, output_hidden_states=True)
+        for i, layer in enumerate(model.decoder.layers):
+            for name, t in tables.items():
+                getattr(one, name).copy_(t[i])
+            ctx = PositionContext.build(one, positions, positions, torch.float32)
+            want = layer(out.hidden_states[i], mask=AttentionMask(causal=True), position=ctx)
+            torch.testing.assert_close(out.hidden_states[i + 1], want, atol=1e-5, rtol=1e-5)
+    from txdsl.front.estimate import estimate
+    from txdsl.plugins import get_registry
+    ir = txdsl.parse(SPEC.format(position=spec.replace(", per_layer: false", ""),
+                                 kv=2 if kind == "shaw" else 4))
+    assert estimate(ir, get_registry()).params == sum(p.numel() for p in model.parameters())
