@@ -5,7 +5,8 @@ For a decoder-only model the cache is allocated once for the prompt plus
 <txdsl.runtime.model.TxModel.new_cache>`, rounded up by :func:`cache_capacity`)
 and *planned*: whether any row is padded is decided once on the host, so
 without padding every mask is causality alone. The prompt is one forward
-computing only the last position's logits (``logits_to_keep=1``); then a
+computing only the last position's logits (``logits_to_keep=1``; unpadded, on
+SDPA's ``is_causal`` path: :func:`_prefill`); then a
 decode step (:mod:`txdsl.runtime.decode`, eager or compiled) feeds one token,
 its position and its slot per step, tensors of the same shapes updated in
 place, so a compiled step is compiled once. Sampling stays on the device;
