@@ -18,7 +18,13 @@ def markdown(data: dict) -> str:
              "Cell: ratio vs HF eager / HF generate (> 1 faster), then tokens/s and the "
              "fraction of the limit (forward: of the GEMM rate; decode: of the copy "
              "bandwidth). Outputs were compared first: max |diff| (forward) or greedy "
-             "token agreement (decode) against HF, in the JSON.", ""]
+             "token agreement (decode) against HF, in the JSON. n = timed repetitions "
+             f"(adaptive: each variant's within {data.get('variant_seconds', '?')} s); "
+             "\"k tok\": a decoder too slow for that measured on k new tokens (tokens/s "
+             "and ratios per token).", ""]
+    if data.get("skipped_cells"):
+        lines += [f"Skipped (over the {data.get('budget_minutes')}-minute budget): "
+                  + ", ".join(data["skipped_cells"]) + ".", ""]
     for kind in ("forward", "decode"):
         rows = [c for c in data["cells"] if c["kind"] == kind]
         if not rows:
@@ -35,10 +41,14 @@ def markdown(data: dict) -> str:
                     cells.append(v["unavailable"][:60])
                 else:
                     frac = v.get("fraction_of_gemm", v.get("fraction_of_bandwidth"))
+                    short = (f"; {v['new_tokens']} tok" if v.get("new_tokens") is not None
+                             and c["kind"] == "decode" and "measured on" in v.get("note", "")
+                             else "")
                     cells.append(f"{v['ratio_vs_hf']:.2f}x ({C.fmt_rate(v['tokens_per_s'])}"
-                                 + (f"; {100 * frac:.0f}%" if frac is not None else "") + ")")
-            cells.append(f"{c.get('best_txdsl_vs_fastest_peer', 0):.2f}x "
-                         f"({c.get('fastest_peer', '-')})")
+                                 + (f"; {100 * frac:.0f}%" if frac is not None else "")
+                                 + f"; n={v.get('reps', v.get('n', '?'))}{short})")
+            cells.append(f"{c['best_txdsl_vs_fastest_peer']:.2f}x ({c['fastest_peer']})"
+                         if "best_txdsl_vs_fastest_peer" in c else "-")
             table.append(cells)
         lines += [f"### {kind}", "", C.md_table(["cell"] + names + ["best txdsl / fastest peer"],
                                                 table), ""]

@@ -18,6 +18,16 @@ interleaved repetitions and medians:
   documented path) and x-transformers' ``AutoregressiveWrapper.generate``;
 - ``--large``: a ~1.1B LLaMA-style model (TinyLlama's shape) decoding at batch 1.
 
+Time: every variant of a cell gets ``--variant-seconds`` (20) for its timed repetitions
+(adaptive: as many as fit, at most ``--reps``; the count is reported); a decoder whose one
+call wouldn't fit in it (int8 at batch 8) is measured on fewer new tokens, said so in
+its cell; a log line per cell gives the elapsed seconds; what would start after
+``--budget-minutes`` (15) is skipped and listed as skipped. Builds are shared across
+cells (one eager, inductor, aot and int8 build per model and dtype; the aot package
+has dynamic axes, so both GPT-2 forward cells use one), and each compiled decode step
+keeps its own dynamo cache. A peer that isn't installed (x-transformers: ``make
+bench``) is reported as "not installed".
+
 Each result is also a fraction of its limit: forward = achieved FLOP/s (twice the
 matmul weights per token, plus attention) / the dtype's GEMM rate; decode = bytes
 of matmul weights read per step x steps/s / copy bandwidth. A feature another
@@ -45,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 from _vs_peers_models import Family, _Embeddings, xt_model  # noqa: E402
 from _vs_peers_report import markdown, plot  # noqa: E402
+from _vs_peers_timing import Budget, decode_tokens, reps_within, timed_rounds  # noqa: E402
 
 NA = "not available in this build"
 FWD_CELLS = [("gpt2", 1, 128), ("gpt2", 4, 512), ("bert", 8, 128)]
@@ -95,14 +106,33 @@ def forward_variants(fam: Family, ids: Any, args: argparse.Namespace) -> dict[st
         out["txdsl aot"] = ("skipped (--skip)" if skipped(args, "txdsl aot") else  # compiles now
                             _try(lambda: fam.build("aot"), lambda b: lambda: b(input_ids=ids)))
     if quantize_supported():
-        out["txdsl int8-weight"] = _try(
-            lambda: fam.build("inductor" if not args.no_compile else "eager",
-                              quantize="int8-weight"),
-            lambda b: lambda: b(input_ids=ids))
+        out["txdsl int8-weight"] = _try(lambda: int8_build(fam, args),
+                                        lambda b: lambda: b(input_ids=ids))
     else:
         out["txdsl int8-weight"] = NA
-    out["x-transformers"] = _try(lambda: xt_model(fam), lambda m: lambda: m(ids))
+    out["x-transformers"] = _xt(lambda: xt_model(fam), lambda m: lambda: m(ids))
     return out
+
+
+def int8_build(fam: Family, args: argparse.Namespace) -> Any:
+    """The int8-weight build, one per family and dtype (forward and decode cells share it;
+    compiled at its first call, like the inductor build)."""
+    if args.no_compile:
+        return fam.build("eager", quantize="int8-weight")
+    return fam.build("inductor", quantize="int8-weight", options=inductor_options(args))
+
+
+XT_MISSING = "not installed: pip install x-transformers==2.31.10 (make bench)"
+
+
+def xt_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("x_transformers") is not None
+
+
+def _xt(make: Callable[[], Any], call: Callable[[Any], Any]) -> Any:
+    return _try(make, call) if xt_installed() else XT_MISSING
 
 
 def skipped(args: argparse.Namespace, name: str) -> bool:
@@ -146,34 +176,35 @@ def compare(name: str, out: Any, ref: Any, tol: float | None, key: str) -> dict[
 
 
 def decode_variants(fam: Family, ids: Any, new: int, args: argparse.Namespace) -> dict[str, Any]:
-    """name -> a no-argument call returning ``(B, prompt + new)`` token ids, or why not."""
+    """name -> a call ``f(n)`` returning ``(B, prompt + n)`` token ids (``n`` new tokens, at
+    most ``new``), or a string saying why not."""
     import torch
     from transformers import CompileConfig
 
     mask = torch.ones_like(ids)
-    hf_kw = dict(attention_mask=mask, max_new_tokens=new, min_new_tokens=new, do_sample=False,
-                 num_beams=1, pad_token_id=0, eos_token_id=None)
-    out: dict[str, Any] = {"HF generate": lambda: fam.hf.generate(input_ids=ids, **hf_kw)}
+
+    def hf_kw(n: int) -> dict:
+        return dict(attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                    num_beams=1, pad_token_id=0, eos_token_id=None)
+    out: dict[str, Any] = {"HF generate": lambda n: fam.hf.generate(input_ids=ids, **hf_kw(n))}
     tx = fam.build("eager").module
-    out["txdsl generate (eager)"] = lambda: tx.generate(ids, new, attention_mask=mask)
+    out["txdsl generate (eager)"] = lambda n: tx.generate(ids, n, attention_mask=mask)
     if not args.no_compile:
         config = CompileConfig(fullgraph=False, dynamic=False)
         config._compile_all_devices = True  # HF compiles only on accelerators unless told
-        out["HF static cache + compile"] = lambda: fam.hf.generate(
-            input_ids=ids, cache_implementation="static", compile_config=config, **hf_kw)
+        out["HF static cache + compile"] = lambda n: fam.hf.generate(
+            input_ids=ids, cache_implementation="static", compile_config=config, **hf_kw(n))
         if compiled_generate_supported():
             built = fam.build("inductor", options=inductor_options(args))
-            out["txdsl generate (inductor)"] = lambda: built.generate(
-                ids, new, attention_mask=mask)
+            out["txdsl generate (inductor)"] = lambda n: built.generate(
+                ids, n, attention_mask=mask)
         else:
             out["txdsl generate (inductor)"] = NA
     if quantize_supported():
         def q_generate(b: Any) -> Any:
             gen = b.generate if compiled_generate_supported() else b.module.generate
-            return lambda: gen(ids, new, attention_mask=mask)
-        out["txdsl int8-weight generate"] = _try(
-            lambda: fam.build("inductor" if not args.no_compile else "eager",
-                              quantize="int8-weight"), q_generate)
+            return lambda n: gen(ids, n, attention_mask=mask)
+        out["txdsl int8-weight generate"] = _try(lambda: int8_build(fam, args), q_generate)
     else:
         out["txdsl int8-weight generate"] = NA
 
@@ -181,9 +212,9 @@ def decode_variants(fam: Family, ids: Any, new: int, args: argparse.Namespace) -
         from x_transformers import AutoregressiveWrapper
 
         wrap = AutoregressiveWrapper(m.model if isinstance(m, _Embeddings) else m).eval()
-        return lambda: torch.cat([ids, wrap.generate(ids, new, temperature=0.0,
-                                                     cache_kv=True)], dim=1)
-    out["x-transformers generate"] = (_try(lambda: xt_model(fam), xt_generate)
+        return lambda n: torch.cat([ids, wrap.generate(ids, n, temperature=0.0,
+                                                       cache_kv=True)], dim=1)
+    out["x-transformers generate"] = (_xt(lambda: xt_model(fam), xt_generate)
                                       if fam.name != "bert" else "not a decoder")
     return out
 
@@ -207,13 +238,16 @@ def weight_bytes(fam: Family, variant: str) -> int:
 
 
 def run_cell(kind: str, fam: Family, cell: tuple, args: argparse.Namespace,
-             limits: dict | None) -> dict[str, Any]:
-
+             limits: dict | None, clock: Budget) -> dict[str, Any]:
+    """Build, check and time one cell; every variant within ``args.variant_seconds``
+    (adaptive repetitions; a decode too slow for that runs fewer new tokens, said so)."""
+    t_cell = time.perf_counter()
     if kind == "forward":
         _, b, t = cell
         ids = C.token_ids(b, t, fam.vocab, seed=args.seed + 1)
         calls = forward_variants(fam, ids, args)
         label = f"{b}x{t}"
+        new = p = 0
     else:
         _, b, p, new = cell
         ids = C.token_ids(b, p, fam.vocab, seed=args.seed + 2)
@@ -226,67 +260,96 @@ def run_cell(kind: str, fam: Family, cell: tuple, args: argparse.Namespace,
         calls = {n: ("skipped (--skip)" if skipped(args, n) and not
                      n.startswith("HF eager") and n != "HF generate" else c)
                  for n, c in calls.items()}
+    runs: dict[str, Callable[[], Any]] = {}
     for name, call in calls.items():
         if isinstance(call, str):
             entry["variants"][name] = {"unavailable": call}
             continue
+        if ref is not None and clock.out():
+            entry["variants"][name] = {"unavailable": "skipped: over --budget-minutes"}
+            continue
+        v: dict[str, Any] = {}
         start = time.perf_counter()
         try:
-            res = call()
+            if kind == "forward":
+                res = call()
+                v["first_call_s"] = v["call_s"] = time.perf_counter() - start
+                if v["first_call_s"] > 1.0 and not args.check_only:  # compiled or cold: again
+                    v["call_s"] = C.timed(call)
+                runs[name] = call
+            else:
+                used, v["first_call_s"], v["probe_s_per_token"] = decode_tokens(
+                    call, new, args.variant_seconds, quick=args.quick or args.check_only, reference=ref is None)
+                res = call(used)
+                v["call_s"] = v["probe_s_per_token"] * used
+                v["new_tokens"] = used
+                runs[name] = (lambda c, n: lambda: c(n))(call, used)
         except Exception as exc:  # noqa: BLE001
             entry["variants"][name] = {"unavailable": f"failed: {type(exc).__name__}: "
                                        f"{str(exc).splitlines()[0][:160]}"}
+            runs.pop(name, None)
             continue
-        v = entry["variants"][name] = {"first_call_s": time.perf_counter() - start}
+        entry["variants"][name] = v
         if ref is None:
             ref = res
         elif name.startswith("x-transformers"):
             v["note"] = "own weights: output shape checked only"
             got, want = logits_of(res, fam.key).shape, logits_of(ref, fam.key).shape
+            if kind == "decode":
+                want = (want[0], p + v["new_tokens"])
             if tuple(got) != tuple(want):
                 raise AssertionError(f"{name}: output shape {tuple(got)} != {tuple(want)}")
         elif kind == "forward":
             v.update(compare(name, res, ref, TOL[fam.dtype], fam.key))
         else:
-            v["token_agreement"] = agreement(res, ref, p)
+            v["token_agreement"] = agreement(res, ref[:, :res.shape[1]], p)
             if (fam.dtype == "float32" and name == "txdsl generate (eager)"
                     and v["token_agreement"] < 1.0):
                 raise AssertionError(f"{name}: tokens differ from HF generate "
                                      f"({v['token_agreement']:.3f} agree)")
-    live = {n: c for n, c in calls.items() if "first_call_s" in entry["variants"][n]}
+    live = list(runs)
     print(f"  {fam.name} {fam.dtype} {kind} {label}: outputs checked ("
           + ", ".join(f"{n} {_agree_text(entry['variants'][n])}" for n in live) + ")",
           flush=True)
     if args.check_only:
         return entry
-    reps = args.reps or (2 if args.quick else 7 if kind == "forward" else 3)
-    times = C.interleaved(live, reps=reps, warmup=1)
-    hf = C.summarize(times[next(iter(live))])["median_s"]
+    max_reps = args.reps or (2 if args.quick else 7 if kind == "forward" else 3)
+    reps = {n: reps_within(entry["variants"][n], max_reps, args.variant_seconds) for n in live}
+    times = timed_rounds(runs, reps, clock)
+    live = [n for n in live if times[n]]
+    per = {n: C.summarize(times[n])["median_s"] / (entry["variants"][n].get("new_tokens") or 1)
+           for n in live}
+    hf = per[live[0]]
     for n in live:
         s = C.summarize(times[n])
         v = entry["variants"][n]
-        v.update(s, ratio_vs_hf=hf / s["median_s"])
+        v.update(s, ratio_vs_hf=hf / per[n], reps=len(times[n]))
         if kind == "forward":
             v["tokens_per_s"] = b * t / s["median_s"]
             v["gflops"] = forward_flops(fam, b, t) / s["median_s"] / 1e9
             if limits and not n.startswith("x-"):
                 v["fraction_of_gemm"] = v["gflops"] / limits["gemm_gflops"][fam.dtype]
         else:
-            v["tokens_per_s"] = b * new / s["median_s"]
-            step_s = s["median_s"] / new
+            v["tokens_per_s"] = b / per[n]
+            if v["new_tokens"] < new:
+                v["note"] = (v.get("note", "") + f" measured on {v['new_tokens']} of {new} "
+                             "new tokens (too slow for its time budget)").strip()
             if limits and not n.startswith("x-"):
-                v["fraction_of_bandwidth"] = (weight_bytes(fam, n) / step_s / 1e9
+                v["fraction_of_bandwidth"] = (weight_bytes(fam, n) / per[n] / 1e9
                                               / limits["copy_gbps"])
-    entry["fastest_peer"] = max((n for n in live if not n.startswith("txdsl")),
-                                key=lambda n: entry["variants"][n]["ratio_vs_hf"])
+    entry["seconds"] = time.perf_counter() - t_cell
+    peers = [n for n in live if not n.startswith("txdsl")]
+    if not peers:
+        return entry
+    entry["fastest_peer"] = max(peers, key=lambda n: entry["variants"][n]["ratio_vs_hf"])
     best_tx = [n for n in live if n.startswith("txdsl")]
     if best_tx:
         entry["best_txdsl"] = max(best_tx, key=lambda n: entry["variants"][n]["ratio_vs_hf"])
         entry["best_txdsl_vs_fastest_peer"] = (
             entry["variants"][entry["best_txdsl"]]["ratio_vs_hf"]
             / entry["variants"][entry["fastest_peer"]]["ratio_vs_hf"])
-    print("    " + "  ".join(f"{n} {entry['variants'][n]['ratio_vs_hf']:.2f}x" for n in live),
-          flush=True)
+    print("    " + "  ".join(f"{n} {entry['variants'][n]['ratio_vs_hf']:.2f}x"
+                             f"/{entry['variants'][n]['reps']}" for n in live), flush=True)
     return entry
 
 
@@ -317,6 +380,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  machine: GEMM {limits['gemm_gflops']} GFLOP/s (n={limits['gemm_n']}), copy "
               f"{limits['copy_gbps']} GB/s", flush=True)
     cells: list[dict] = []
+    skipped_cells: list[str] = []
+    clock = Budget(None if args.check_only else args.budget_minutes)
+    if not xt_installed():
+        print(f"  x-transformers {XT_MISSING}", flush=True)
     with torch.inference_mode():
         for dtype in dtypes:
             families: dict[str, Family] = {}
@@ -329,7 +396,16 @@ def run(args: argparse.Namespace) -> int:
             for kind, grid in (("forward", fwd), ("decode", dec)):
                 if kind in kinds:
                     for cell in grid:
-                        cells.append(run_cell(kind, family(cell[0]), cell, args, limits))
+                        name = f"{cell[0]} {dtype} {kind} {cell[1:]}"
+                        if clock.out():
+                            skipped_cells.append(name)
+                            print(f"  {name}: skipped (over --budget-minutes "
+                                  f"{args.budget_minutes})", flush=True)
+                            continue
+                        entry = run_cell(kind, family(cell[0]), cell, args, limits, clock)
+                        cells.append(entry)
+                        print(f"  [{clock.elapsed():.0f} s] {name} done in "
+                              f"{entry.get('seconds', 0):.0f} s", flush=True)
             families.clear()
     duration = time.perf_counter() - t_start
     if args.check_only:
@@ -339,6 +415,8 @@ def run(args: argparse.Namespace) -> int:
     data = {"benchmark": "vs_peers", "quick": args.quick, "duration_s": duration,
             "txdsl_inductor_options": list(inductor_options(args)),
             "machine": limits, "env": C.environment(threads), "cells": cells,
+            "skipped_cells": skipped_cells, "budget_minutes": args.budget_minutes,
+            "variant_seconds": args.variant_seconds,
             "quantize_available": quantize_supported(),
             "compiled_generate_available": compiled_generate_supported(),
             "what": "ratio_vs_hf = HF eager (forward) or HF generate (decode) median time / "
@@ -366,7 +444,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-compile", action="store_true",
                    help="skip every compiled variant (torch.compile, inductor, aot)")
     p.add_argument("--reps", type=int, default=None,
-                   help="timed rounds (default 7 forward, 3 decode; --quick 2)")
+                   help="at most this many timed rounds (default 7 forward, 3 decode; "
+                        "--quick 2); fewer when a variant's calls exceed --variant-seconds")
+    p.add_argument("--variant-seconds", type=float, default=20.0,
+                   help="time budget of one variant's timed repetitions in a cell "
+                        "(default 20); a decoder too slow for one call in it runs fewer "
+                        "new tokens")
+    p.add_argument("--budget-minutes", type=float, default=15.0,
+                   help="the whole run's budget (default 15): cells and variants that "
+                        "start after it are skipped and reported as skipped; 0: none")
     p.add_argument("--skip", action="append", default=[], metavar="TEXT",
                    help="leave out the variants whose name contains TEXT (repeatable; the HF "
                         "eager / generate baselines stay), e.g. --skip aot --skip x-trans")

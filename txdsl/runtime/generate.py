@@ -5,7 +5,8 @@ For a decoder-only model the cache is allocated once for the prompt plus
 <txdsl.runtime.model.TxModel.new_cache>`, rounded up by :func:`cache_capacity`)
 and *planned*: whether any row is padded is decided once on the host, so
 without padding every mask is causality alone. The prompt is one forward
-computing only the last position's logits (``logits_to_keep=1``); then a
+computing only the last position's logits (``logits_to_keep=1``; unpadded, on
+SDPA's ``is_causal`` path: :func:`_prefill`); then a
 decode step (:mod:`txdsl.runtime.decode`, eager or compiled) feeds one token,
 its position and its slot per step, tensors of the same shapes updated in
 place, so a compiled step is compiled once. Sampling stays on the device;
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import Tensor
 
+from ..sdk.cache import StaticKV
 from .decode import eager_step
 
 if TYPE_CHECKING:
@@ -241,9 +243,7 @@ def _generate_cached(model: "TxModel", input_ids: Tensor, max_new_tokens: int,
     positions = position_ids_from_mask(mask) if padded and not own_ids else None  # (B, T0)
     cache = model.new_cache(B, cache_capacity(model, total))
     cache.stack.planned, cache.stack.padded = True, padded
-    out = model(input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                use_cache=True, cache_position=torch.arange(T0, device=device),
-                logits_to_keep=1)
+    out = _prefill(model, input_ids, mask, positions, cache)
     greedy = not pick["do_sample"]
     tok = done(next_token(out.logits[:, -1, :], **pick))  # (B,)
     tokens[:, T0] = tok
@@ -262,6 +262,37 @@ def _generate_cached(model: "TxModel", input_ids: Tensor, max_new_tokens: int,
         ids.copy_(tok[:, None])
         slot.add_(1)
     return tokens
+
+
+def _prefill(model: "TxModel", input_ids: Tensor, mask: Tensor | None,
+             positions: Tensor | None, cache: Any) -> Any:
+    """The prompt's forward into ``cache`` (last position's logits only).
+
+    Without padding and with static key/value states only, the prompt runs into a
+    cache of exactly ``T`` slots, where the mask is causality alone (SDPA's
+    ``is_causal`` path, no ``(T, capacity)`` mask lowered), and its keys, values and
+    key metadata are copied into the first ``T`` slots of ``cache``: the same
+    numbers as prefilling ``cache`` directly (tested)."""
+    B, T0 = input_ids.shape
+    stack = cache.stack
+    slots = torch.arange(T0, device=input_ids.device)
+    direct = (mask is not None or not model.decoder.causal or stack.capacity == T0
+              or not all(type(s) is StaticKV for s in stack.self_attention))
+    if direct:
+        return model(input_ids, attention_mask=mask, position_ids=positions,
+                     past_key_values=cache, use_cache=True, cache_position=slots,
+                     logits_to_keep=1)
+    first = model.new_cache(B, T0)
+    first.stack.planned = True
+    out = model(input_ids, position_ids=positions, past_key_values=first, use_cache=True,
+                cache_position=slots, logits_to_keep=1)
+    for mine, theirs in zip(stack.self_attention, first.stack.self_attention):
+        mine.k[:, :, :T0].copy_(theirs.k)  # (B, H_kv, T0, hd)
+        mine.v[:, :, :T0].copy_(theirs.v)
+    stack.key_padding[:, :T0].copy_(first.stack.key_padding)
+    stack.key_positions[:, :T0].copy_(first.stack.key_positions)
+    stack.length.copy_(first.stack.length)
+    return out
 
 
 def _generate_uncached(model: "TxModel", input_ids: Tensor, max_new_tokens: int,

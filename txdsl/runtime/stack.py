@@ -105,7 +105,11 @@ class Stack(nn.Module):
             # Unwritten slots are padding: causality hides them, unless the stack isn't causal.
             # A planned cache's padding was decided on the host: compiled steps trust it.
             hide = (compiling and not cache.planned) or cache.padded or not self.causal
-            mask = AttentionMask(causal=self.causal, q_slots=slots,
+            # A prefill filling a cache of exactly T slots from 0 is plain causal: SDPA's
+            # is_causal path (generate prefills so; eager only, the check reads the slots).
+            plain = (not hide and not compiling and cache.capacity == T
+                     and bool((slots == torch.arange(T, device=slots.device)).all()))
+            mask = AttentionMask(causal=self.causal, q_slots=slots, q_from_zero=plain,
                                  key_padding=cache.key_padding if hide else None)
             k_positions = cache.key_positions
         if memory_tokens is not None:  # the bottleneck's pattern; documents see the memory

@@ -59,6 +59,7 @@ class AttentionMask:
     k_documents: Tensor | None = None
     patterns: tuple[Pattern, ...] = ()
     cross: bool = False
+    q_from_zero: bool = False  # q_slots are 0 .. T-1 of T keys: as aligned as q_slots=None
     lowerings: int = field(default=0, init=False)
     _lowered: dict = field(default_factory=dict, init=False, repr=False)
     _children: dict = field(default_factory=dict, init=False, repr=False)
@@ -84,7 +85,8 @@ class AttentionMask:
 
     def is_plain_causal(self, T: int, S: int) -> bool:
         """Only causality, queries aligned with keys (T == S): SDPA's ``is_causal`` path."""
-        return (self.causal and T == S and self.q_slots is None and self.key_padding is None
+        return (self.causal and T == S and (self.q_slots is None or self.q_from_zero)
+                and self.key_padding is None
                 and self.q_documents is None and not self.patterns)
 
     def with_pattern(self, key: object, pattern: Pattern) -> "AttentionMask":
