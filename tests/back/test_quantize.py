@@ -12,7 +12,8 @@ from torch import nn
 
 import txdsl
 from txdsl.back.backends import BuildError
-from txdsl.back.quantize import Int4Linear, Int8Linear, fixed_inputs, quantize_model
+from txdsl.back.quantize import (PACK_ROWS, Int4Linear, Int8Linear, fixed_inputs,
+                                  quantize_model)
 
 from tiny_zoo import SPECS, fixed_input, scaled_weights
 
@@ -60,16 +61,20 @@ def builds(weights):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_int8_linear_is_the_equation(dtype):
+@pytest.mark.parametrize("rows", [1, PACK_ROWS, PACK_ROWS + 1, 40])
+def test_int8_linear_is_the_equation(dtype, rows):
+    """Few rows run the int8 kernel (float32 activations rounded to bfloat16 for it), more
+    rows the converted matrix in the float GEMM: both are the dequantized product."""
     torch.manual_seed(0)
     lin = nn.Linear(64, 96)
-    x = torch.randn(3, 5, 64)
+    x = torch.randn(rows, 1, 64)
     q = Int8Linear(lin.weight, lin.bias, dtype)
     want = nn.functional.linear(x, naive_int8(lin.weight.detach()), lin.bias.detach())
-    got = q(x.to(dtype)).float()
-    assert got.shape == (3, 5, 96)
-    atol = 1e-5 if dtype == torch.float32 else 0.05
-    assert (got - want).abs().max().item() < atol
+    got = q(x.to(dtype))
+    assert got.dtype == dtype and got.shape == (rows, 1, 96)
+    kernel = rows <= PACK_ROWS
+    atol = 1e-5 if dtype == torch.float32 and not kernel else 0.05
+    assert (got.float() - want).abs().max().item() < atol
     assert q.weight_int8.dtype == torch.int8 and q.weight_int8.abs().max().item() == 127
 
 
