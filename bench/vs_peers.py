@@ -103,6 +103,10 @@ def forward_variants(fam: Family, ids: Any, args: argparse.Namespace) -> dict[st
         out["HF torch.compile"] = lambda: hf_c(input_ids=ids, **hf_kw)
         ind = fam.build("inductor", options=inductor_options(args))
         out["txdsl inductor"] = lambda: ind(input_ids=ids)
+        if args.freezing:  # the fusion options side by side with the defaults
+            frz = fam.build("inductor", options=(*inductor_options(args), "freezing=true",
+                                                 "concat_linear=true"))
+            out["txdsl inductor freezing"] = lambda: frz(input_ids=ids)
         out["txdsl aot"] = ("skipped (--skip)" if skipped(args, "txdsl aot") else  # compiles now
                             _try(lambda: fam.build("aot"), lambda b: lambda: b(input_ids=ids)))
     if quantize_supported():
@@ -456,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", action="append", default=[], metavar="TEXT",
                    help="leave out the variants whose name contains TEXT (repeatable; the HF "
                         "eager / generate baselines stay), e.g. --skip aot --skip x-trans")
+    p.add_argument("--freezing", action="store_true",
+                   help="add a forward variant: txdsl inductor with freezing=true and "
+                        "concat_linear=true (weights folded and prepacked, q/k/v as one GEMM)")
     p.add_argument("--tx-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an inductor option for txdsl's inductor builds (repeatable), e.g. "
                         "freezing=true, concat_linear=true, mode=max-autotune-no-cudagraphs")
