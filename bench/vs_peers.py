@@ -369,6 +369,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     t_start = time.perf_counter()
+    # Dynamo keeps graphs per code object, 8 at most: every HF torch.compile and static-cache
+    # compile of one class (GPT2LMHeadModel.forward: 2 shapes x 2 dtypes + 2 batch sizes x 2
+    # dtypes) shares one, and past the limit runs eagerly. txdsl's builds each have their
+    # own (txdsl.runtime.decode.own_forward); this gives the peers the same room.
+    torch._dynamo.config.recompile_limit = 64
     threads = C.set_threads(args.threads)
     dtypes = args.dtypes.split(",")
     kinds = args.only.split(",") if args.only else ["forward", "decode"]

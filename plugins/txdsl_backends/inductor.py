@@ -106,6 +106,9 @@ class InductorBackend:
     def compile(self, module: Any, options: InductorOptions) -> Any:
         import torch
 
+        from txdsl.runtime.decode import own_forward
+
+        own_forward(module)  # this build's graphs on a code object of its own
         compiled = torch.compile(module, backend="inductor", fullgraph=options.fullgraph,
                                  dynamic=options.dynamic, mode=options.compile_mode(),
                                  options=options.inductor_config())

@@ -50,3 +50,26 @@ def test_inductor_passes_options_to_torch_compile(monkeypatch, tiny_lm, tiny_inp
 def test_inductor_without_a_compiler_says_so(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert "needs a C++ compiler" in InductorBackend().available(Target(backend="inductor"))
+
+
+@needs_compiler
+@pytest.mark.slow
+def test_each_build_compiles_on_its_own_code_object(tiny_spec):
+    """torch.compile keeps graphs per code object with a recompile limit (8): every build of
+    a process used to share TxModel.forward's, so the ninth graph ran eagerly (a benchmark
+    grid did). With the limit at 1, a second build still compiles its own graph."""
+    import txdsl
+    from torch._dynamo.utils import counters
+
+    builds = [txdsl.build(tiny_spec, backend="inductor", options={"warmup": False},
+                          progress=False) for _ in range(2)]
+    a, b = builds[0].module, builds[1].module
+    assert a.forward.__code__ is not b.forward.__code__
+    assert a.forward.__code__ is not type(a).forward.__code__
+    ids = torch.randint(0, 10, (2, 5), generator=torch.Generator().manual_seed(0))
+    with torch._dynamo.config.patch(recompile_limit=1), torch.no_grad():
+        before = counters["stats"]["unique_graphs"]
+        for built in builds:
+            torch.testing.assert_close(built(input_ids=ids).logits,
+                                       built.module(input_ids=ids).logits)
+        assert counters["stats"]["unique_graphs"] - before == 2

@@ -121,6 +121,20 @@ def _own_copy(fn: Any) -> Any:
                               fn.__defaults__, fn.__closure__)
 
 
+def own_forward(module: Any) -> Any:
+    """Give ``module`` a ``forward`` with a code object of its own, before it is compiled.
+
+    ``torch.compile(module)`` keeps its graphs on the code object of the class's
+    ``forward`` (``TxModel.forward``), shared by every model of the process, with the
+    recompile limit (8) counted across all of them: the ninth shape, dtype or build
+    compiled in one process (a benchmark grid, a sweep, a test session) ran eagerly
+    with only a log warning. The copy behaves exactly as the class's method.
+    """
+    method = type(module).forward
+    module.forward = types.MethodType(_own_copy(method), module)
+    return module
+
+
 def attach_generate(runnable: Any, model: Any, step: Any) -> Any:
     """Give ``runnable`` (a compiled module wrapping ``model``) a ``generate`` that decodes
     with ``step``; without it, attribute lookup would reach ``model.generate`` (eager)."""
