@@ -93,3 +93,11 @@ class ForgetfulShaw(ShawArgs):
 def test_a_broken_scheme_fails_the_suite(kind, change, caught):
     assert _failed(_subject(kind)) == set()  # the real scheme passes ...
     assert _failed(_subject(kind, **change)) == caught  # ... its broken twin fails
+
+
+def test_a_bfloat16_model_with_sinusoidal_positions_runs():
+    """The suite found this: the float32 sinusoidal table was added to bfloat16 embeddings
+    uncast, and the first LayerNorm refused the float32 input (txdsl/runtime/embedding.py)."""
+    from txdsl.sdk.testing_positions import output_shapes
+
+    output_shapes(subjects(family="position", kinds=["sinusoidal"])[0])
