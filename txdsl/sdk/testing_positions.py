@@ -172,6 +172,32 @@ def _ids(rows: int = B, length: int = T) -> torch.Tensor:
 # ------------------------------------------------------------------- checks
 
 
+def _module_shapes(s: Subject) -> None:
+    """The module's own outputs: ``(B, T, width)`` embeddings, rotary tables
+    ``(B|1, 1, T, rot)`` or a finite ``(B|1, H, T, S)`` bias in the dtype asked for."""
+    acts, module = type(s.args).acts, dataclasses.replace(s, dims=DIMS).make()
+    pos = torch.arange(T)[None].expand(B, T)
+    with torch.no_grad():
+        if acts == "embedding":
+            got = module(pos)
+            if tuple(got.shape) != (B, T, DIMS.width):
+                raise AssertionError(f"embeddings {tuple(got.shape)}, expected "
+                                     f"{(B, T, DIMS.width)}")
+            return
+        for dtype in (torch.float32, torch.bfloat16):
+            ctx = PositionContext.build(module, pos, pos, dtype)
+            for t in ctx.rotary or ():
+                if t.dtype != dtype or t.shape[0] not in (1, B) or t.shape[2] != T:
+                    raise AssertionError(f"rotary tables {tuple(t.shape)} {t.dtype}, "
+                                         f"expected (B|1, 1, {T}, rot) {dtype}")
+            bias = ctx.bias
+            if bias is not None and (bias.shape[0] not in (1, B)
+                                     or tuple(bias.shape[1:]) != (DIMS.heads, T, T)
+                                     or not torch.isfinite(bias).all()):
+                raise AssertionError(f"bias {tuple(bias.shape)}, expected finite "
+                                     f"(B|1, {DIMS.heads}, {T}, {T})")
+
+
 def output_shapes(s: Subject) -> None:
     """Lengths 1 and 7 give finite logits; the module's outputs have the contract's
     shapes and dtypes; a bfloat16 model is finite and close to the float32 one."""
@@ -181,28 +207,7 @@ def output_shapes(s: Subject) -> None:
         if tuple(got.shape) != (B, length, VOCAB) or not torch.isfinite(got).all():
             raise AssertionError(f"length {length}: logits {tuple(got.shape)}, expected finite "
                                  f"{(B, length, VOCAB)}")
-    acts, module = type(s.args).acts, dataclasses.replace(s, dims=DIMS).make()
-    pos = torch.arange(T)[None].expand(B, T)
-    with torch.no_grad():
-        for dtype in (torch.float32, torch.bfloat16):
-            ctx = (PositionContext.build(module, pos, pos, dtype) if acts != "embedding"
-                   else None)
-            if acts == "embedding":
-                got = module(pos)
-                want, what = (B, T, DIMS.width), "embeddings"
-                if tuple(got.shape) != want:
-                    raise AssertionError(f"{what}: shape {tuple(got.shape)}, expected {want}")
-                break
-            if acts == "qk":
-                for t in ctx.rotary:
-                    if t.dtype != dtype or t.shape[0] not in (1, B) or tuple(t.shape[2:3]) != (T,):
-                        raise AssertionError(f"rotary tables {tuple(t.shape)} {t.dtype}, "
-                                             f"expected (B|1, 1, {T}, rot) {dtype}")
-            if acts == "bias":
-                want = (DIMS.heads, T, T)
-                if tuple(ctx.bias.shape[1:]) != want or not torch.isfinite(ctx.bias).all():
-                    raise AssertionError(f"bias {tuple(ctx.bias.shape)}, expected finite "
-                                         f"(B|1, {', '.join(map(str, want))})")
+    _module_shapes(s)
     full = _logits(model, _ids())
     low = _logits(copy.deepcopy(model).to(torch.bfloat16), _ids())
     if low.dtype != torch.bfloat16 or not torch.isfinite(low).all():
