@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from pydantic import NonNegativeInt, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 from torch import Tensor, nn
 
 from txdsl.sdk import ArgError, BuildContext, Dims, PositionArgs
@@ -27,7 +27,11 @@ class LearnedArgs(PositionArgs):
     """A trained position vector per position, added to the embeddings (BERT, GPT-2, RoBERTa)."""
 
     acts: ClassVar = "embedding"
-    max_len: PositiveInt
+    example: ClassVar[dict] = {"max_len": 64}  # what the contract suite builds it with
+    max_len: PositiveInt = Field(description="rows of the position table: the longest sequence "
+                                 "it embeds, plus padding_idx + 1 with padding_idx (GPT-2's "
+                                 "n_positions 1024, BERT's max_position_embeddings 512); must "
+                                 "cover the model's context")
     padding_idx: NonNegativeInt | None = None  # RoBERTa: positions start at padding_idx + 1
 
     def offset(self) -> int:

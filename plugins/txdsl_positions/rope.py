@@ -47,7 +47,9 @@ class RopeArgs(PositionArgs):
     """Rotary position embedding (Su et al. 2021), Llama's rotate_half convention."""
 
     acts: ClassVar = "qk"
-    theta: float = Field(default=10000.0, gt=1.0)
+    theta: float = Field(default=10000.0, gt=1.0, description="the base of the rotation "
+                         "frequencies, inv_freq_i = theta^(-2i / rotary_dim); 10000 from Su "
+                         "et al. 2021 (RoFormer), as Llama 1 and 2 (Llama 3: 500000)")
     fraction: float = Field(default=1.0, gt=0.0, le=1.0)  # share of head_dim rotated
     scaling: Literal["linear", "dynamic", "yarn"] | None = Field(
         default=None, description="context extension: none, linear (position "

@@ -26,7 +26,9 @@ class SinusoidalArgs(PositionArgs):
 
     acts: ClassVar = "embedding"
     max_len: PositiveInt | None = None  # precompute this many rows; None: compute per call
-    base: float = Field(default=10000.0, gt=1.0)
+    base: float = Field(default=10000.0, gt=1.0, description="the base of the wavelengths, "
+                        "PE(pos, 2i) = sin(pos / base^(2i / width)); 10000 from Vaswani et al. "
+                        "2017, section 3.5 (wavelengths 2 pi .. 10000 * 2 pi)")
 
     def check(self, dims: Dims) -> None:
         if dims.width % 2:

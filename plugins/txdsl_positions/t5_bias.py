@@ -14,7 +14,7 @@ import math
 from typing import ClassVar
 
 import torch
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from txdsl.sdk import ArgError, BuildContext, Dims, PositionArgs
@@ -26,9 +26,17 @@ class T5BiasArgs(PositionArgs):
     """Learned per-head bias over bucketed relative distances (T5, Raffel et al. 2020)."""
 
     acts: ClassVar = "bias"
-    buckets: PositiveInt = 32
-    max_distance: PositiveInt = 128
-    bidirectional: bool = True
+    buckets: PositiveInt = Field(default=32, description="relative-position buckets, the rows "
+                                 "of the (buckets, heads) bias table; with bidirectional half "
+                                 "are for keys after the query; of each half, half are exact "
+                                 "distances, half log-spaced (T5's relative_attention_num_buckets "
+                                 "32)")
+    max_distance: PositiveInt = Field(default=128, description="where the log-spaced buckets "
+                                      "end: pairs this far apart or farther share the last "
+                                      "bucket (T5's relative_attention_max_distance 128)")
+    bidirectional: bool = Field(default=True, description="separate buckets for keys after "
+                                "the query (T5's encoder); false: keys after the query share "
+                                "bucket 0 (T5's causal decoder)")
 
     def _max_exact(self) -> int:
         return (self.buckets // 2 if self.bidirectional else self.buckets) // 2

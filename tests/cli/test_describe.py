@@ -75,7 +75,9 @@ def test_describe_position_json():
     theta, fraction = info["arguments"][:2]
     assert theta == {"name": "theta", "type": "float", "required": False, "default": 10000.0,
                      "choices": None, "constraints": {"gt": 1.0},
-                     "doc": "base of the rotation frequencies"}
+                     "doc": "the base of the rotation frequencies, inv_freq_i = "
+                            "theta^(-2i / rotary_dim); 10000 from Su et al. 2021 (RoFormer), "
+                            "as Llama 1 and 2 (Llama 3: 500000)"}
     assert fraction["constraints"] == {"gt": 0.0, "le": 1.0}
     assert fraction["doc"] == "share of head_dim rotated"
     assert info["plugins"] == [{"name": "positions", "version": "0.1.0",

@@ -20,9 +20,12 @@ def add_parser(sub) -> None:
         description="Build every implementation of each kind and run the contract suite: masks "
                     "(causal, padding, fully masked rows), lengths 1 and odd, cached == uncached "
                     "decoding, every implementation == the reference one, param_count and "
-                    "state_elements against the built module. Exit 1 if any check fails.")
+                    "state_elements against the built module; position schemes in a tiny model: "
+                    "shapes and dtypes, translation invariance of relative schemes, cached == "
+                    "uncached decoding, padding, param_count, known reductions. Exit 1 if any "
+                    "check fails.")
     p.add_argument("kinds", nargs="*", metavar="KIND",
-                   help="kinds to verify (default: every attention, norm and ffn kind)")
+                   help="kinds to verify (default: every attention, norm, ffn and position kind)")
     p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
                    help="an argument the kinds are built with besides the family's defaults "
                         "(heads: 4 for attention, hidden: 64 for ffn), e.g. --arg window=4")
@@ -72,11 +75,12 @@ def run(args: argparse.Namespace) -> int:
                           for o in outcomes], indent=2))
     else:
         width = max([len(f"{o.subject.family} {o.subject}") for o in outcomes] + [4])
+        check_width = max([len(o.check) for o in outcomes] + [17])
         for o in outcomes:
             name = f"{o.subject.family} {o.subject}"
             status = ("FAILED: " + o.error if not o.ok
                       else f"n/a ({o.skipped})" if o.skipped else "ok")
-            print(f"{name:<{width}}  {o.check:<17}  {status}  (plugin {o.subject.plugin})")
+            print(f"{name:<{width}}  {o.check:<{check_width}}  {status}  (plugin {o.subject.plugin})")
         failed = sum(not o.ok for o in outcomes)
         skipped = sum(bool(o.skipped) for o in outcomes)
         print(f"{len(outcomes) - failed - skipped} passed, {failed} failed, {skipped} skipped")

@@ -83,7 +83,7 @@ class Embedding(nn.Module):
                 ids = input_ids if self.cls_token is None and pixel_values is None else None
                 position_ids = self.position_ids(attention_mask, T, past_length, x.device,
                                                  input_ids=ids)
-            x = x + self.position(position_ids)  # (B|1, T, E)
+            x = x + self.position(position_ids).to(x.dtype)  # (B|1, T, E); sinusoidal is float32
         if self.token_types is not None:
             if token_type_ids is None:
                 token_type_ids = torch.zeros(x.shape[:2], dtype=torch.long, device=x.device)

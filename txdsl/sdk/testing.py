@@ -79,7 +79,9 @@ def subjects(registry: Any = None, family: str = "attention", kinds: list[str] |
                                        **(example_args or {}).get(kind, {})})
             out.append(Subject(kind, impl.impl, impl.plugin, args, impl.build,
                                ref.build if ref is not None and ref is not impl else None,
-                               family=family))
+                               family=family,
+                               **({"dims": testing_positions.DIMS} if family == "position"
+                                  else {})))
     return out
 
 
@@ -315,3 +317,6 @@ def run_checks(items: list[Subject]) -> list[Outcome]:
                 msg = str(exc) if isinstance(exc, AssertionError) else f"{type(exc).__name__}: {exc}"
                 out.append(Outcome(s, check.__name__, msg or type(exc).__name__))
     return out
+
+# The position family: txdsl/sdk/testing_positions.py registers its checks in FAMILY_CHECKS.
+from . import testing_positions  # noqa: E402,F401
