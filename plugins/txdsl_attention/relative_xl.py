@@ -79,6 +79,8 @@ class RelativeXLArgs(AttentionArgs):
 
 
 class RelativeXLAttention(Attention):
+    no_kv_cache = "its decode state is the segment memory (the model's mems), not a KV cache"
+
     def __init__(self, *, r_net: nn.Module, mem_len: int = 0, **base):
         super().__init__(**base)
         self.r_net = r_net  # d_model -> H * hd

@@ -171,6 +171,8 @@ def generate(model: "TxModel", input_ids: Tensor, max_new_tokens: int, *,
     mask = (attention_mask.long() if attention_mask is not None
             else torch.ones_like(input_ids, dtype=torch.long))
     done = _Stop(B, device, eos_token_id, pad_token_id)
+    if use_cache and kv_cache_refusal(model) is not None:
+        use_cache = False  # an attention without a KV cache: re-run the sequence per token
 
     if model.is_encoder_decoder:
         if decoder_start_token_id is None:
@@ -209,6 +211,18 @@ def generate(model: "TxModel", input_ids: Tensor, max_new_tokens: int, *,
         return _generate_uncached(model, input_ids, max_new_tokens, mask, pick, done)
     return _generate_cached(model, input_ids, max_new_tokens, attention_mask, pick, done,
                             step or eager_step)
+
+
+def kv_cache_refusal(model: "TxModel") -> str | None:
+    """Why ``model``'s decoding stack can't use a KV cache (an attention's
+    ``no_kv_cache``), or ``None``."""
+    stack = model.decoder if model.decoder is not None else None
+    for i, layer in enumerate(stack.layers if stack is not None else ()):
+        attention = getattr(layer, "attention", None)
+        why = getattr(attention, "no_kv_cache", None)
+        if why:
+            return f"layer {i}: {type(attention).__name__}: {why}"
+    return None
 
 
 def cache_capacity(model: "TxModel", needed: int) -> int:

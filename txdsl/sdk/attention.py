@@ -138,7 +138,13 @@ class Attention(nn.Module):
     Constructed from built parts (``q_proj`` ``d -> H*hd``, ``k_proj`` and
     ``v_proj`` ``d -> H_kv*hd``, ``out_proj`` ``H*hd -> d``), so another linear
     drops in unchanged; :meth:`from_args` builds ``nn.Linear`` ones.
+
+    ``no_kv_cache``: why this attention can't decode with a KV cache (``None``: it
+    can). A cache is then refused when it is made (:meth:`new_state`), and
+    ``generate`` decodes the model by re-running the sequence at each token.
     """
+
+    no_kv_cache: str | None = None
 
     def __init__(self, *, heads: int, kv_heads: int, head_dim: int, q_proj: nn.Module,
                  k_proj: nn.Module, v_proj: nn.Module, out_proj: nn.Module,
@@ -175,6 +181,10 @@ class Attention(nn.Module):
     def new_state(self, batch: int, capacity: int, *, device: Any = None,
                   dtype: torch.dtype = torch.float32) -> Any:
         """This layer's self-attention decode state for ``batch`` rows and ``capacity`` slots."""
+        if self.no_kv_cache:
+            raise ValueError(f"{type(self).__name__} can't decode with a KV cache: "
+                             f"{self.no_kv_cache}; generate() decodes this model by re-running "
+                             "the sequence at each new token (or through the segment memory)")
         return StaticKV(batch, self.kv_heads, capacity, self.head_dim, device=device, dtype=dtype)
 
     def write_state(self, state: Any, k: Tensor, v: Tensor,

@@ -102,6 +102,8 @@ def look_adjacent(x: Tensor, before: int, after: int) -> Tensor:
 class LSHAttention(Attention):
     """Shared-QK LSH attention; ``q_proj`` is Reformer's ``query_key``, no ``k_proj``."""
 
+    no_kv_cache = "the buckets are sorted over the whole sequence (no incremental state)"
+
     def __init__(self, *, buckets: int, rounds: int, chunk: int, chunks_before: int,
                  chunks_after: int, seed: int, **base):
         base["k_proj"] = None

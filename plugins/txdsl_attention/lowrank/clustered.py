@@ -72,6 +72,8 @@ def kmeans(x: Tensor, clusters: int, iterations: int, weights: Tensor | None) ->
 class ClusteredAttention(Attention):
     """Softmax attention of ``clusters`` query centroids, broadcast to their members."""
 
+    no_kv_cache = NO_DECODE
+
     def __init__(self, *, clusters: int, iterations: int, **base):
         super().__init__(**base)
         self.clusters, self.iterations = clusters, iterations

@@ -63,6 +63,8 @@ class CompressedArgs(AttentionArgs):
 class CompressedAttention(Attention):
     """Softmax attention over keys and values compressed by a strided convolution."""
 
+    no_kv_cache = NO_DECODE
+
     def __init__(self, *, stride: int, **base):
         super().__init__(**base)
         c = self.kv_heads * self.head_dim

@@ -61,6 +61,8 @@ class InducingArgs(AttentionArgs):
 class InducingAttention(Attention):
     """ISAB: inducing points attend to the set, the set attends to them."""
 
+    no_kv_cache = NO_DECODE
+
     def __init__(self, *, m: int, pack: dict, summary_norm: bool = True, **base):
         super().__init__(**base)
         d = self.out_proj.out_features

@@ -63,6 +63,8 @@ class LinformerArgs(AttentionArgs):
 class LinformerAttention(Attention):
     """Softmax attention over ``k`` learned length projections of the keys and values."""
 
+    no_kv_cache = NO_DECODE
+
     def __init__(self, *, context: int, k: int, share_kv: bool, **base):
         super().__init__(**base)
         self.context = context

@@ -84,6 +84,8 @@ def iterative_inverse(a: Tensor, iterations: int) -> Tensor:
 class NystromAttention(Attention):
     """Nyström approximation of softmax attention with ``landmarks`` segment means."""
 
+    no_kv_cache = NO_DECODE
+
     def __init__(self, *, landmarks: int, iterations: int, conv: int, **base):
         super().__init__(**base)
         self.landmarks, self.iterations = landmarks, iterations

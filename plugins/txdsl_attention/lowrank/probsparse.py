@@ -70,6 +70,8 @@ class ProbSparseArgs(AttentionArgs):
 class ProbSparseAttention(Attention):
     """Softmax attention for the ``u`` queries with the largest sparsity measurement."""
 
+    no_kv_cache = NO_DECODE
+
     def __init__(self, *, factor: int, **base):
         super().__init__(**base)
         self.factor = factor
