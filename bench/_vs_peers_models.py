@@ -4,6 +4,7 @@ Hugging Face's model with every txdsl build of it, and x-transformers' equivalen
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class Family:
         self.vocab = hf.config.vocab_size
         self._weights = Path(tempfile.mkdtemp(prefix="vs_peers_")) / "weights.safetensors"
         self._builds: dict[str, Any] = {}
+        self.build_seconds: dict[str, float] = {}  # what each txdsl.build took (the JSON's)
 
     def weights_file(self) -> Path:
         """HF's weights in txdsl's layout (what ``txdsl.build(weights=...)`` loads)."""
@@ -63,9 +65,12 @@ class Family:
         key = f"{backend}:{dtype}:{sorted(kw.items())}:{load}"
         if key not in self._builds:
             weights = str(self.weights_file()) if load else None
+            start = time.perf_counter()
             self._builds[key] = txdsl.build(self.spec, base_dir=str(C.SPECS), backend=backend,
                                             dtype=dtype or self.dtype, seed=self.seed,
                                             weights=weights, progress=False, **kw)
+            label = " ".join([backend, *(f"{k}={v}" for k, v in sorted(kw.items()))])
+            self.build_seconds[label] = round(time.perf_counter() - start, 2)
         return self._builds[key]
 
 

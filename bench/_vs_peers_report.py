@@ -14,14 +14,17 @@ def markdown(data: dict) -> str:
              f"{C.env_line(env)}. Machine limits measured first: GEMM "
              + ", ".join(f"{k} {v} GFLOP/s" for k, v in m["gemm_gflops"].items())
              + f" (n={m['gemm_n']}); copy {m['copy_gbps']} GB/s. Run took "
-             f"{data['duration_s'] / 60:.1f} min.", "",
+             f"{data['duration_s'] / 60:.1f} min"
+             + (", compile caches " + ("cold (fresh directories)"
+                                       if data["caches"].startswith("cold") else
+                                       "the machine's own") if data.get("caches") else "")
+             + ".", "",
              "Cell: ratio vs HF eager / HF generate (> 1 faster), then tokens/s and the "
              "fraction of the limit (forward: of the GEMM rate; decode: of the copy "
              "bandwidth). Outputs were compared first: max |diff| (forward) or greedy "
              "token agreement (decode) against HF, in the JSON. n = timed repetitions "
-             f"(adaptive: each variant's within {data.get('variant_seconds', '?')} s); "
-             "\"k tok\": a decoder too slow for that measured on k new tokens (tokens/s "
-             "and ratios per token).", ""]
+             f"(adaptive: each variant's within {data.get('variant_seconds', '?')} s; at "
+             "least one, after an untimed first call that compiles).", ""]
     if data.get("skipped_cells"):
         lines += [f"Skipped (over the {data.get('budget_minutes')}-minute budget): "
                   + ", ".join(data["skipped_cells"]) + ".", ""]

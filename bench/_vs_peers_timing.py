@@ -1,5 +1,5 @@
 """Timing for ``bench/vs_peers.py``: adaptive repetitions within a time budget per
-variant, fewer new tokens for a decoder too slow for it, and the whole run's budget."""
+variant, interleaved, and the whole run's budget."""
 
 from __future__ import annotations
 
@@ -8,42 +8,30 @@ from typing import Any, Callable
 
 import _common as C
 
-PROBE_TOKENS = 8  # new tokens of the probe that estimates a decoder's speed
-
-
-def decode_tokens(call: Callable[[int], Any], new: int, seconds: float,
-                  quick: bool, reference: bool) -> tuple[int, float, float]:
-    """How many new tokens to measure ``call`` on: ``new``, unless one call would take
-    longer than its whole time budget (then as many as fit, at least the probe's; never for
-    the reference, HF generate). A probe of :data:`PROBE_TOKENS` first (twice when the
-    first one compiled or warmed up); returns the tokens, the first probe's seconds and
-    the warm seconds per step."""
-    probe = min(PROBE_TOKENS, new)
-    first = C.timed(lambda: call(probe))
-    per = first / probe
-    if quick:
-        return new, first, per
-    if first > 1.0:  # a compile or a cold start: the second probe is the warm speed
-        per = C.timed(lambda: call(probe)) / probe
-    fit = int(seconds / per)
-    return (new if reference or fit >= new else max(probe, fit)), first, per
-
+WARMUP_BELOW = 1.5  # seconds: a warm call shorter than this is repeated untimed first
 
 def reps_within(v: dict, max_reps: int, seconds: float) -> int:
     """Timed repetitions within ``seconds``, from the warm duration of one call."""
     return max(1, min(max_reps, int(seconds / max(v["call_s"], 1e-6))))
 
 
-def timed_rounds(fns: dict[str, Callable[[], Any]], reps: dict[str, int],
-                 clock: Budget) -> dict[str, list[float]]:
+def timed_rounds(fns: dict[str, Callable[[], Any]], reps: dict[str, int], clock: Budget,
+                 warm: dict[str, float] | None = None) -> dict[str, list[float]]:
     """Interleaved rounds as :func:`_common.interleaved` (round ``r`` starts with the
-    ``r``-th), each variant until its own ``reps``; one untimed round first for the variants
-    that repeat most; after the first round, stops at the budget."""
+    ``r``-th), each variant until its own ``reps``; after the first round, stops at the
+    budget. ``warm``: name -> the seconds of a call already made warm (after a compile or a
+    probe; the checked call of a decoder), counted as that variant's first repetition, so a
+    slow call isn't run once more just to be thrown away. A variant repeating more than twice
+    gets an untimed call first, instead of counting its warm one, when it has none or a
+    cheap one (the first few calls of a shape run slower: oneDNN primitives and buffers
+    are made then)."""
+    warm = dict(warm or {})
     names = list(fns)
-    for n in names:  # every variant ran warm already (probes, checked call); cheap ones again
-        if reps[n] > 2:
+    for n in names:  # cheap calls (< WARMUP_BELOW s): one more untimed call, and their
+        if reps[n] > 2 and (n not in warm or warm[n] < WARMUP_BELOW):  # warm one not counted
             fns[n]()
-    times: dict[str, list[float]] = {n: [] for n in names}
+            warm.pop(n, None)
+    times: dict[str, list[float]] = {n: [warm[n]] if n in warm else [] for n in names}
     for r in range(max(reps.values(), default=0)):
         order = names[r % len(names):] + names[:r % len(names)]
         for n in order:

@@ -18,15 +18,19 @@ interleaved repetitions and medians:
   documented path) and x-transformers' ``AutoregressiveWrapper.generate``;
 - ``--large``: a ~1.1B LLaMA-style model (TinyLlama's shape) decoding at batch 1.
 
-Time: every variant of a cell gets ``--variant-seconds`` (20) for its timed repetitions
-(adaptive: as many as fit, at most ``--reps``; the count is reported); a decoder whose one
-call wouldn't fit in it (int8 at batch 8) is measured on fewer new tokens, said so in
-its cell; a log line per cell gives the elapsed seconds; what would start after
-``--budget-minutes`` (15) is skipped and listed as skipped. Builds are shared across
+Time: every variant of a cell gets ``--variant-seconds`` (10) for its timed repetitions
+(adaptive: as many as fit, at most ``--reps``, at least one; the count is reported). Its
+first call is untimed when it compiles (a decoder decodes all its new tokens in it, so
+it compiles for the cache capacity it is timed at); the warm call after it is checked and
+is the first repetition (an eager decoder's first call is both). A log line per cell gives the elapsed seconds; what would start
+after ``--budget-minutes`` (15) is skipped and listed as skipped. Builds are shared across
 cells (one eager, inductor, aot and int8 build per model and dtype; the aot package
-has dynamic axes, so both GPT-2 forward cells use one), and each compiled decode step
-keeps its own dynamo cache. A peer that isn't installed (x-transformers: ``make
-bench``) is reported as "not installed".
+has dynamic axes, so both GPT-2 forward cells use one; the forward cells time the int8
+build eagerly, see :func:`int8_build`), and each compiled decode step keeps its own
+dynamo cache. Compiles use the machine's Inductor cache and txdsl's build cache unless
+``--cold-caches`` (fresh directories: the first run on a fresh machine); what each build
+took is in the JSON (``build_seconds``). A peer that isn't installed (x-transformers:
+``make bench``) is reported as "not installed".
 
 Each result is also a fraction of its limit: forward = achieved FLOP/s (twice the
 matmul weights per token, plus attention) / the dtype's GEMM rate; decode = bytes
@@ -55,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 from _vs_peers_models import Family, _Embeddings, xt_model  # noqa: E402
 from _vs_peers_report import markdown, plot  # noqa: E402
-from _vs_peers_timing import Budget, decode_tokens, reps_within, timed_rounds  # noqa: E402
+from _vs_peers_timing import Budget, reps_within, timed_rounds  # noqa: E402
 
 NA = "not available in this build"
 FWD_CELLS = [("gpt2", 1, 128), ("gpt2", 4, 512), ("bert", 8, 128)]
@@ -109,9 +113,12 @@ def forward_variants(fam: Family, ids: Any, args: argparse.Namespace) -> dict[st
             out["txdsl inductor freezing"] = lambda: frz(input_ids=ids)
         out["txdsl aot"] = ("skipped (--skip)" if skipped(args, "txdsl aot") else  # compiles now
                             _try(lambda: fam.build("aot"), lambda b: lambda: b(input_ids=ids)))
-    if quantize_supported():
-        out["txdsl int8-weight"] = _try(lambda: int8_build(fam, args),
-                                        lambda b: lambda: b(input_ids=ids))
+    if quantize_supported():  # eager unless --int8-compiled-forward (see int8_build)
+        name = "txdsl int8-weight" + ("" if args.int8_compiled_forward else " (eager)")
+        compiled = args.int8_compiled_forward
+        out[name] = _try(lambda: int8_build(fam, args),  # eager: the build's own module
+                         lambda b: (lambda: b(input_ids=ids)) if compiled else
+                         (lambda: b.module(input_ids=ids)))
     else:
         out["txdsl int8-weight"] = NA
     out["x-transformers"] = _xt(lambda: xt_model(fam), lambda m: lambda: m(ids))
@@ -119,8 +126,12 @@ def forward_variants(fam: Family, ids: Any, args: argparse.Namespace) -> dict[st
 
 
 def int8_build(fam: Family, args: argparse.Namespace) -> Any:
-    """The int8-weight build, one per family and dtype (forward and decode cells share it;
-    compiled at its first call, like the inductor build)."""
+    """The int8-weight build, one per family and dtype: compiled at its first call, like the
+    inductor build. Decoding uses it compiled; the forward cells call its eager module
+    (``Built.module``) unless ``--int8-compiled-forward``: a forward has more than
+    ``Int8Linear.PACK_ROWS`` rows, so the int8 matrix is converted and the float GEMM runs,
+    compiled or not (compiled: 0.89-0.97x HF eager), and its three compiles per dtype
+    (20-25 s each in bfloat16) kept the grid over its 15 minutes."""
     if args.no_compile:
         return fam.build("eager", quantize="int8-weight")
     return fam.build("inductor", quantize="int8-weight", options=inductor_options(args))
@@ -223,6 +234,13 @@ def decode_variants(fam: Family, ids: Any, new: int, args: argparse.Namespace) -
     return out
 
 
+def compiles(name: str) -> bool:
+    """Whether a decode variant compiles at its first call (HF's static cache + compile,
+    txdsl's compiled step and int8 build); the others' first call is already a warm one
+    (128 steps of the same eager code)."""
+    return any(word in name for word in ("compile", "inductor", "int8"))
+
+
 def agreement(tokens: Any, ref: Any, prompt: int) -> float:
     """The fraction of rows x new positions equal to ``ref`` up to each row's first
     difference (greedy decoding diverges for good after one)."""
@@ -265,6 +283,7 @@ def run_cell(kind: str, fam: Family, cell: tuple, args: argparse.Namespace,
                      n.startswith("HF eager") and n != "HF generate" else c)
                  for n, c in calls.items()}
     runs: dict[str, Callable[[], Any]] = {}
+    warm: dict[str, float] = {}  # name -> seconds of a warm call already made
     for name, call in calls.items():
         if isinstance(call, str):
             entry["variants"][name] = {"unavailable": call}
@@ -279,19 +298,26 @@ def run_cell(kind: str, fam: Family, cell: tuple, args: argparse.Namespace,
                 res = call()
                 v["first_call_s"] = v["call_s"] = time.perf_counter() - start
                 if v["first_call_s"] > 1.0 and not args.check_only:  # compiled or cold: again
-                    v["call_s"] = C.timed(call)
+                    v["call_s"] = warm[name] = C.timed(call)  # warm: the first repetition
                 runs[name] = call
             else:
-                used, v["first_call_s"], v["probe_s_per_token"] = decode_tokens(
-                    call, new, args.variant_seconds, quick=args.quick or args.check_only, reference=ref is None)
-                res = call(used)
-                v["call_s"] = v["probe_s_per_token"] * used
-                v["new_tokens"] = used
+                # The first call decodes every new token, so a compiling decoder compiles
+                # for the cache capacity it is timed at (a short probe compiled twice).
+                res = call(new)
+                v["first_call_s"] = v["call_s"] = time.perf_counter() - start
+                if not compiles(name):  # nothing to warm up: the checked call is repetition 1
+                    warm[name] = v["call_s"]
+                elif not args.check_only:
+                    t_check = time.perf_counter()
+                    res = call(new)  # warm: checked, and the first repetition
+                    v["call_s"] = warm[name] = time.perf_counter() - t_check
+                v["new_tokens"] = used = new
                 runs[name] = (lambda c, n: lambda: c(n))(call, used)
         except Exception as exc:  # noqa: BLE001
             entry["variants"][name] = {"unavailable": f"failed: {type(exc).__name__}: "
                                        f"{str(exc).splitlines()[0][:160]}"}
             runs.pop(name, None)
+            warm.pop(name, None)
             continue
         entry["variants"][name] = v
         if ref is None:
@@ -319,7 +345,7 @@ def run_cell(kind: str, fam: Family, cell: tuple, args: argparse.Namespace,
         return entry
     max_reps = args.reps or (2 if args.quick else 7 if kind == "forward" else 3)
     reps = {n: reps_within(entry["variants"][n], max_reps, args.variant_seconds) for n in live}
-    times = timed_rounds(runs, reps, clock)
+    times = timed_rounds(runs, reps, clock, warm)
     live = [n for n in live if times[n]]
     per = {n: C.summarize(times[n])["median_s"] / (entry["variants"][n].get("new_tokens") or 1)
            for n in live}
@@ -335,9 +361,6 @@ def run_cell(kind: str, fam: Family, cell: tuple, args: argparse.Namespace,
                 v["fraction_of_gemm"] = v["gflops"] / limits["gemm_gflops"][fam.dtype]
         else:
             v["tokens_per_s"] = b / per[n]
-            if v["new_tokens"] < new:
-                v["note"] = (v.get("note", "") + f" measured on {v['new_tokens']} of {new} "
-                             "new tokens (too slow for its time budget)").strip()
             if limits and not n.startswith("x-"):
                 v["fraction_of_bandwidth"] = (weight_bytes(fam, n) / per[n] / 1e9
                                               / limits["copy_gbps"])
@@ -365,7 +388,24 @@ def _agree_text(v: dict) -> str:
     return "ref" if "note" not in v else "shape"
 
 
+def cold_caches(args: argparse.Namespace) -> str:
+    """With ``--cold-caches``: fresh, empty directories for Inductor's on-disk caches and
+    txdsl's build cache (set before torch is imported), so every compile in the run is a
+    cold one, as on a fresh machine. Otherwise the machine's own caches, as any torch
+    program uses them (warm from an earlier run of the same code and versions)."""
+    import os
+    import tempfile
+
+    if not args.cold_caches:
+        return "machine: the machine's own Inductor and txdsl build caches"
+    root = Path(tempfile.mkdtemp(prefix="vs_peers_caches_"))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "inductor")
+    os.environ["TXDSL_CACHE_DIR"] = str(root / "txdsl")
+    return "cold: fresh Inductor and txdsl build-cache directories"
+
+
 def run(args: argparse.Namespace) -> int:
+    caches = cold_caches(args)
     import torch
 
     t_start = time.perf_counter()
@@ -390,6 +430,7 @@ def run(args: argparse.Namespace) -> int:
               f"{limits['copy_gbps']} GB/s", flush=True)
     cells: list[dict] = []
     skipped_cells: list[str] = []
+    build_seconds: dict[str, dict[str, float]] = {}  # "gpt2 float32" -> build -> seconds
     clock = Budget(None if args.check_only else args.budget_minutes)
     if not xt_installed():
         print(f"  x-transformers {XT_MISSING}", flush=True)
@@ -415,6 +456,8 @@ def run(args: argparse.Namespace) -> int:
                         cells.append(entry)
                         print(f"  [{clock.elapsed():.0f} s] {name} done in "
                               f"{entry.get('seconds', 0):.0f} s", flush=True)
+            for fam in families.values():
+                build_seconds[f"{fam.name} {dtype}"] = fam.build_seconds
             families.clear()
     duration = time.perf_counter() - t_start
     if args.check_only:
@@ -425,6 +468,7 @@ def run(args: argparse.Namespace) -> int:
             "txdsl_inductor_options": list(inductor_options(args)),
             "machine": limits, "env": C.environment(threads), "cells": cells,
             "skipped_cells": skipped_cells, "budget_minutes": args.budget_minutes,
+            "build_seconds": build_seconds, "caches": caches,
             "variant_seconds": args.variant_seconds,
             "quantize_available": quantize_supported(),
             "compiled_generate_available": compiled_generate_supported(),
@@ -454,11 +498,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip every compiled variant (torch.compile, inductor, aot)")
     p.add_argument("--reps", type=int, default=None,
                    help="at most this many timed rounds (default 7 forward, 3 decode; "
-                        "--quick 2); fewer when a variant's calls exceed --variant-seconds")
-    p.add_argument("--variant-seconds", type=float, default=20.0,
+                        "--quick 2); fewer when they exceed --variant-seconds")
+    p.add_argument("--variant-seconds", type=float, default=10.0,
                    help="time budget of one variant's timed repetitions in a cell "
-                        "(default 20); a decoder too slow for one call in it runs fewer "
-                        "new tokens")
+                        "(default 10; at least one repetition)")
     p.add_argument("--budget-minutes", type=float, default=15.0,
                    help="the whole run's budget (default 15): cells and variants that "
                         "start after it are skipped and reported as skipped; 0: none")
@@ -468,6 +511,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--freezing", action="store_true",
                    help="add a forward variant: txdsl inductor with freezing=true and "
                         "concat_linear=true (weights folded and prepacked, q/k/v as one GEMM)")
+    p.add_argument("--cold-caches", action="store_true",
+                   help="fresh, empty Inductor and txdsl build caches: every compile cold, "
+                        "as on a fresh machine (default: the machine's own caches)")
+    p.add_argument("--int8-compiled-forward", action="store_true",
+                   help="time the forward cells' int8-weight build compiled (inductor, one "
+                        "compile per shape) instead of eager; decoding always uses it compiled")
     p.add_argument("--tx-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an inductor option for txdsl's inductor builds (repeatable), e.g. "
                         "freezing=true, concat_linear=true, mode=max-autotune-no-cudagraphs")

@@ -225,7 +225,7 @@ def test_inductor_int8_bf16_equals_eager(builds, weights):
                            dtype="bfloat16", backend="inductor", progress=False)
     assert compiled.quantization.max_logit_diff == pytest.approx(
         eager.quantization.max_logit_diff, abs=0.02 * eager.quantization.max_abs_logit)
-    x = fixed_inputs(eager.ir, eager.registry, "cpu", "bfloat16")  # the shape it compiled for
+    x = fixed_inputs(eager.ir, eager.registry, "cpu", "bfloat16")  # compiled at this call
     with torch.no_grad():
         want, got = eager(**x).logits.float(), compiled(**x).logits.float()
     assert (want - got).abs().max().item() <= 0.02 * want.abs().max().item()
