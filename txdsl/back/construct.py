@@ -223,7 +223,10 @@ def _plugin_module(impl: Any, built: Any) -> nn.Module:
 def init_weights(model: nn.Module, std: float = 0.02) -> None:
     """GPT-2/BERT-style initialisation: Linear and Embedding weights ~ N(0, std),
     Linear biases 0, an embedding's padding row 0; the [CLS] vector ~ N(0, std).
-    Other parameters (norms, position tables, plugin-specific ones) keep their own."""
+    Other parameters (norms, position tables, plugin-specific ones) keep their own.
+    Then every module with an ``own_init()`` method runs it: a component whose
+    authors start it differently (Luna's and Linformer's fairseq Xavier projections,
+    the Set Transformer's PyTorch-default ones) re-initialises what it owns."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.Linear):
@@ -236,6 +239,10 @@ def init_weights(model: nn.Module, std: float = 0.02) -> None:
                     m.weight[m.padding_idx].zero_()
             elif isinstance(m, Embedding) and m.cls_token is not None:
                 nn.init.normal_(m.cls_token, std=std)
+        for m in model.modules():
+            own = getattr(m, "own_init", None)
+            if callable(own):
+                own()
 
 
 def construct(ir: ModelIR, plan: KernelPlan | None = None, *, registry: Registry,

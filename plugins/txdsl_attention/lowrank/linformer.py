@@ -28,7 +28,7 @@ from txdsl.sdk import AttentionArgs
 from txdsl.sdk.args import ArgError, Dims
 from txdsl.sdk.attention import Attention, repeat_kv
 
-from .common import NO_DECODE, key_weights
+from .common import NO_DECODE, fairseq_init, key_weights
 
 
 class LinformerArgs(AttentionArgs):
@@ -70,6 +70,11 @@ class LinformerAttention(Attention):
         self.context = context
         self.E = nn.Parameter(torch.randn(context, k) / context ** 0.5)  # (n, k)
         self.F = None if share_kv else nn.Parameter(torch.randn(context, k) / context ** 0.5)
+
+    def own_init(self) -> None:
+        """The Linformer authors' fairseq code's start: Xavier with gain ``1/sqrt 2`` on
+        q, k, v and gain 1 on the output projection (``E``, ``F`` keep theirs)."""
+        fairseq_init(self, ("q_proj", "k_proj", "v_proj"), ("out_proj",))
 
     @classmethod
     def from_args(cls, args: LinformerArgs, ctx) -> "LinformerAttention":
