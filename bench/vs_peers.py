@@ -22,8 +22,13 @@ Time: every variant of a cell gets ``--variant-seconds`` (10) for its timed repe
 (adaptive: as many as fit, at most ``--reps``, at least one; the count is reported). Its
 first call is untimed when it compiles (a decoder decodes all its new tokens in it, so
 it compiles for the cache capacity it is timed at); the warm call after it is checked and
-is the first repetition (an eager decoder's first call is both). A log line per cell gives the elapsed seconds; what would start
-after ``--budget-minutes`` (15) is skipped and listed as skipped. Builds are shared across
+is the first repetition (an eager decoder's first call is both). The run has
+``--budget-minutes`` (15): a cell's variants get less than ``--variant-seconds`` when
+the cells left would not fit otherwise (``_vs_peers_timing.Budget.variant_seconds``: the
+time left, less what the later cells are expected to spend compiling and checking, split
+evenly; the JSON gives each cell's ``variant_seconds``), and what would still start after
+the budget is skipped and listed as skipped. A log line per cell gives the elapsed
+seconds. Builds are shared across
 cells (one eager, inductor, aot and int8 build per model and dtype; the aot package
 has dynamic axes, so both GPT-2 forward cells use one; the forward cells time the int8
 build eagerly, see :func:`int8_build`), and each compiled decode step keeps its own
@@ -264,6 +269,7 @@ def run_cell(kind: str, fam: Family, cell: tuple, args: argparse.Namespace,
     """Build, check and time one cell; every variant within ``args.variant_seconds``
     (adaptive repetitions; a decode too slow for that runs fewer new tokens, said so)."""
     t_cell = time.perf_counter()
+    built = sum(fam.build_seconds.values())  # builds made in this cell: not its overhead
     if kind == "forward":
         _, b, t = cell
         ids = C.token_ids(b, t, fam.vocab, seed=args.seed + 1)
@@ -344,7 +350,12 @@ def run_cell(kind: str, fam: Family, cell: tuple, args: argparse.Namespace,
     if args.check_only:
         return entry
     max_reps = args.reps or (2 if args.quick else 7 if kind == "forward" else 3)
-    reps = {n: reps_within(entry["variants"][n], max_reps, args.variant_seconds) for n in live}
+    seconds = clock.variant_seconds(args.variant_seconds, len(live))  # <= --variant-seconds
+    entry["variant_seconds"] = round(seconds, 2)
+    reps = {n: reps_within(entry["variants"][n], max_reps, seconds) for n in live}
+    t_timed = time.perf_counter()
+    entry["overhead_seconds"] = round(t_timed - t_cell - (sum(fam.build_seconds.values())
+                                                          - built), 2)
     times = timed_rounds(runs, reps, clock, warm)
     live = [n for n in live if times[n]]
     per = {n: C.summarize(times[n])["median_s"] / (entry["variants"][n].get("new_tokens") or 1)
@@ -431,7 +442,9 @@ def run(args: argparse.Namespace) -> int:
     cells: list[dict] = []
     skipped_cells: list[str] = []
     build_seconds: dict[str, dict[str, float]] = {}  # "gpt2 float32" -> build -> seconds
-    clock = Budget(None if args.check_only else args.budget_minutes)
+    n_cells = len(dtypes) * ((len(fwd) if "forward" in kinds else 0)
+                             + (len(dec) if "decode" in kinds else 0))
+    clock = Budget(None if args.check_only else args.budget_minutes, cells=n_cells)
     if not xt_installed():
         print(f"  x-transformers {XT_MISSING}", flush=True)
     with torch.inference_mode():
@@ -448,11 +461,13 @@ def run(args: argparse.Namespace) -> int:
                     for cell in grid:
                         name = f"{cell[0]} {dtype} {kind} {cell[1:]}"
                         if clock.out():
+                            clock.skipped()
                             skipped_cells.append(name)
                             print(f"  {name}: skipped (over --budget-minutes "
                                   f"{args.budget_minutes})", flush=True)
                             continue
                         entry = run_cell(kind, family(cell[0]), cell, args, limits, clock)
+                        clock.finished(entry.get("overhead_seconds", 0.0))
                         cells.append(entry)
                         print(f"  [{clock.elapsed():.0f} s] {name} done in "
                               f"{entry.get('seconds', 0):.0f} s", flush=True)
@@ -501,10 +516,12 @@ def main(argv: list[str] | None = None) -> int:
                         "--quick 2); fewer when they exceed --variant-seconds")
     p.add_argument("--variant-seconds", type=float, default=10.0,
                    help="time budget of one variant's timed repetitions in a cell "
-                        "(default 10; at least one repetition)")
+                        "(default 10; less when the run's budget needs it; at least one "
+                        "repetition)")
     p.add_argument("--budget-minutes", type=float, default=15.0,
-                   help="the whole run's budget (default 15): cells and variants that "
-                        "start after it are skipped and reported as skipped; 0: none")
+                   help="the whole run's budget (default 15): later cells' timing is "
+                        "shortened to fit it; cells and variants that would start after "
+                        "it are skipped and reported as skipped; 0: none")
     p.add_argument("--skip", action="append", default=[], metavar="TEXT",
                    help="leave out the variants whose name contains TEXT (repeatable; the HF "
                         "eager / generate baselines stay), e.g. --skip aot --skip x-trans")

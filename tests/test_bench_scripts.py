@@ -79,3 +79,27 @@ def test_vs_peers_check_only():
     assert "every txdsl build matches Hugging Face" in res.stdout
     assert "gpt2 float32 decode b2 8+8: outputs checked" in res.stdout
     assert "bert bfloat16 forward 2x32: outputs checked" in res.stdout
+
+
+def test_vs_peers_budget_shares_the_time_left():
+    """``Budget.variant_seconds``: the time left, less the later cells' expected compile and
+    check time (the finished cells' average, builds excluded), split over the cells left
+    and the variants (arithmetic on a set clock; nothing is timed)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from _vs_peers_timing import Budget
+    finally:
+        sys.path.remove(str(BENCH))
+    clock = Budget(1.0, cells=4)  # 60 s for 4 cells
+    clock.start -= 20.0  # 20 s elapsed: one cell took them, 16 s compiling and checking
+    clock.finished(16.0)  # 3 cells left, each expected to spend 16 s so
+    got = clock.variant_seconds(10.0, variants=2)
+    assert got == pytest.approx((60 - 20 - 16 * 2) / 3 / 2, abs=0.05)  # 1.33 s each
+    assert clock.variant_seconds(0.5, variants=2) == 0.5  # never more than asked
+    clock.start -= 60.0  # over the budget: nothing left to share, one repetition only
+    assert clock.variant_seconds(10.0, variants=2) == 0.0
+    clock.skipped()
+    clock.skipped()
+    clock.skipped()
+    assert clock.cells_left == 0 and clock.variant_seconds(10.0, variants=2) == 10.0
+    assert Budget(None, cells=3).variant_seconds(10.0, variants=5) == 10.0  # no budget
