@@ -104,6 +104,9 @@ ERRORS = [
     ("model m {\n  x = 1e999\n}", "number 1e999 is too large", 2, 7),
     ("model m {\n  x = " + "9" * 5000 + "\n}", "integer is too long", 2, 7),
     ("model m {\n\tx = ~1\n}", "unexpected character '~'", 2, 6),
+    ("model m {\n  a = f(b: 1) for layers 0..2\n}", "'for' can't follow a value", 2, 15),
+    ("model m {\n  a = f(b: 1) if layer % 4 != 3\n}", "'if' can't follow a value", 2, 15),
+    ("model m {\n  a = 2 * d when d > 1\n}", "'when' can't follow a value", 2, 13),
 ]
 
 
@@ -134,6 +137,13 @@ def test_errors_carry_hints_where_they_help(syntax_error):
     assert "`name = value`" in syntax_error("model m { x 1 }").hint
     assert "double quotes" in syntax_error("model m { x = 'a' }").hint
     assert syntax_error("model m { x = layer }").hint == "'layer' is a reserved word and cannot be used as a name"
+
+
+def test_an_inline_layer_condition_points_to_layer_blocks(syntax_error):
+    err = syntax_error("model m {\n  a = f(b: 1) for layers 0..2\n}")
+    assert "`layer[0:3] { attention = ... }`" in err.hint and "layer[3::4]" in err.hint
+    # A statement named like one of the words, on its own line, is still a statement.
+    assert "can't follow" not in syntax_error("model m {\n  a = 1\n  for 2\n}").message
 
 
 def test_errors_in_single_rules(syntax_error):

@@ -353,6 +353,27 @@ def _character_error(source: Source, err: UnexpectedCharacters) -> SpecError:
     return SpecError(f"unexpected character {shown}", Span(source, line, col, line, col + 1), hint)
 
 
+# A value followed by a condition on the same line ("attention = local(...) for layers
+# 0..2", "... if layer % 4 != 3"): the parser reads the word as the next statement's name.
+_CONDITION = re.compile(r"=[^=\n;{}]*?[^\s=]\s+(for|if|when|where|unless|except)\s+$")
+_CONDITION_HINT = ("a value in a block applies to every layer of the block; to set it for some "
+                   "layers, use a layer block: `layer[0:3] { attention = ... }` (layers 0, 1, "
+                   "2), `layer[3::4] { ... }` (every 4th from 3), `layer[0, -1] { ... }` "
+                   "(first and last)")
+
+
+def _condition_error(source: Source, token: Token) -> SpecError | None:
+    """``name = value for/if ...``: a per-layer condition written inline."""
+    line_start = source.text.rfind("\n", 0, token.start_pos) + 1
+    m = _CONDITION.search(source.text[line_start:token.start_pos])
+    if m is None:
+        return None
+    col = m.start(1) + 1
+    return SpecError(f"'{m.group(1)}' can't follow a value: a block has no inline conditions",
+                     Span(source, token.line, col, token.line, col + len(m.group(1))),
+                     _CONDITION_HINT)
+
+
 def _syntax_error(source: Source, err: UnexpectedInput) -> SpecError:
     if isinstance(err, UnexpectedCharacters):
         return _character_error(source, err)
@@ -360,6 +381,9 @@ def _syntax_error(source: Source, err: UnexpectedInput) -> SpecError:
     if token.type in ("$END", "<EOF>"):
         return _end_of_file_error(source, err)
     span = Span(source, token.line, token.column, token.end_line, token.end_column)
+    condition = _condition_error(source, token)
+    if condition is not None:
+        return condition
     expected = set(getattr(err, "accepts", None) or getattr(err, "expected", ()) or ())
     if token.type == "IMPORT" and expected & {"RBRACE", "MODEL", "$END"}:  # where a statement could start
         where = ("'import' is only allowed at the top of a file, before the first model"
