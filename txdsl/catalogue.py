@@ -151,6 +151,31 @@ def families_of(kind: str) -> list[str]:
     return [family for family, kinds in CATALOGUE.items() if kind in kinds]
 
 
+# Kinds other libraries name that txdsl writes as a built-in kind with arguments.
+SPELLED_HERE: dict[str, dict[str, str]] = {
+    "attention": {
+        **dict.fromkeys(("mqa", "multi_query"), "multi-query attention is "
+                        "`full(heads: heads, kv_heads: 1)`"),
+        **dict.fromkeys(("gqa", "grouped_query"), "grouped-query attention is "
+                        "`full(heads: heads, kv_heads: N)` (N dividing heads)"),
+        **dict.fromkeys(("mha", "multihead", "multi_head", "vanilla", "softmax", "dense",
+                         "scaled_dot_product", "dot_product"),
+                        "softmax attention over every key is `full(heads: heads)`"),
+        **dict.fromkeys(("sdpa", "flash", "flash_attention", "flash_attn", "flex"),
+                        "that is a kernel, not a kind: write `full(heads: heads)`; the build "
+                        "picks the kernel for the target (`txdsl build --explain`, "
+                        "`--kernel attention=sdpa`)"),
+        **dict.fromkeys(("sliding_window", "swa", "windowed", "window"),
+                        "sliding-window attention is `local(heads: heads, window: W)`"),
+    },
+    "ffn": dict.fromkeys(("feedforward", "feed_forward", "ff", "dense", "ffn"),
+                         "a two-layer feed-forward is `mlp(hidden: 4 * d_model)`"),
+    "norm": {name: f"did you mean '{kind}'?" for name, kind in (
+        ("layer_norm", "layernorm"), ("ln", "layernorm"), ("rms_norm", "rmsnorm"),
+        ("rms", "rmsnorm"), ("batch_norm", "batchnorm"), ("scale_norm", "scalenorm"))},
+}
+
+
 def unknown_kind_hint(family: str, kind: str, installed: Iterable[str],
                       elsewhere: Iterable[str] = ()) -> str:
     """The hint for a ``family`` kind that no installed plugin provides.
@@ -162,6 +187,9 @@ def unknown_kind_hint(family: str, kind: str, installed: Iterable[str],
     """
     names = sorted(set(installed))
     listing = f"installed: {', '.join(names)}" if names else "none installed"
+    spelled = SPELLED_HERE.get(family, {}).get(kind)
+    if spelled is not None:
+        return f"{spelled} ({listing})"
     other = sorted(set(elsewhere))
     if other:
         article = lambda w: f"{'an' if w[0] in 'aeiou' else 'a'} {w}"  # noqa: E731

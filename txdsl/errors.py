@@ -148,11 +148,18 @@ class ErrorSink:
             raise errors[0] if len(errors) == 1 else SpecErrors(errors)
 
 
+# Names other libraries use for a choice txdsl spells differently (activations, mostly).
+ALSO_KNOWN_AS = {"swish": "silu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+                 "gelu_fast": "gelu_tanh", "approximate_gelu": "gelu_tanh"}
+
+
 def did_you_mean(name: str, choices: Iterable[str], what: str = "installed") -> str | None:
     """A hint naming the closest choice, and all choices (``None`` if none)."""
     names = sorted(set(choices))
     if not names:
         return None
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     listing = f"{what}: {', '.join(names)}"
+    if ALSO_KNOWN_AS.get(name) in names:
+        return f"'{name}' is called '{ALSO_KNOWN_AS[name]}' here ({listing})"
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'? ({listing})" if close else listing

@@ -53,6 +53,27 @@ def test_hint_other_family_and_new_kind():
     assert "'kan' is not in txdsl's catalogue either" in hint and "plugin" in hint
 
 
+@pytest.mark.parametrize("family, kind, says", [
+    ("attention", "mqa", "`full(heads: heads, kv_heads: 1)`"),
+    ("attention", "gqa", "`full(heads: heads, kv_heads: N)`"),
+    ("attention", "flash_attention", "that is a kernel, not a kind"),
+    ("attention", "sliding_window", "`local(heads: heads, window: W)`"),
+    ("ffn", "feedforward", "`mlp(hidden: 4 * d_model)`"),
+    ("norm", "rms_norm", "did you mean 'rmsnorm'?"),
+])
+def test_hint_names_the_kind_another_library_calls_so(family, kind, says):
+    hint = unknown_kind_hint(family, kind, ["full", "local", "mlp", "rmsnorm"])
+    assert says in hint and "installed: " in hint
+
+
+def test_a_choice_another_library_names_differently():
+    spec = ("model m { d_model = 64; embedding { tokens = 10 }\n"
+            "decoder(1) { attention = full(heads: 4); ffn = mlp(hidden: 8, act: swish) } }")
+    with pytest.raises(SpecError) as info:
+        txdsl.parse(spec)
+    assert info.value.hint.startswith("'swish' is called 'silu' here (choices: ")
+
+
 def test_declared_hint_names_the_plugin():
     hint = declared_hint("attention", "relative_xl", "attention")
     assert hint.startswith("plugin 'attention' declares its arguments and sizes")
