@@ -5,14 +5,19 @@ https://arxiv.org/abs/1810.00825, the ISAB block).
 ``m`` learned inducing points ``I`` first attend to the set ``X``, then ``X``
 attends to their summary ``H`` (both multi-head softmax attention)::
 
-    H = LayerNorm(I + MHA_1(I, X, X))   # (m, d): the set summarised, O(m n)
-    out = MHA_2(X, H, H)                # (n, d)
+    H' = LayerNorm(I + MHA_1(I, X, X))      # the paper's MAB(I, X), O(m n) ...
+    H  = LayerNorm(H' + rFF(H'))            # ... with its row-wise feed-forward: (m, d)
+    out = MHA_2(X, H, H)                    # (n, d)
 
 ``MHA_2`` has the usual ``q_proj``/``k_proj``/``v_proj``/``out_proj``; ``MHA_1``
-has its own (``pack_*``). The layer norm on ``H`` is the MAB's ``ln0`` of
-Lee et al.'s code (``ln=True``); their MAB's feed-forward on ``H`` is not
-kept (the block around this attention supplies its own norm and FFN for
-``out``). The inducing points start at unit scale, ``N(0, 1)``, the scale of
+has its own (``pack_*``). ``H`` is the paper's ``MAB(I, X) = LayerNorm(H' +
+rFF(H'))``, ``H' = LayerNorm(I + Multihead(I, X, X))``, with the rFF of Lee et
+al.'s code (``H' + relu(fc_o(H'))``, ``summary_ff``) and its two layer norms
+(``ln=True``: ``summary_norm``, ``summary_norm2``). The outer ``MAB(X, H)`` is
+the attention alone: the block around it supplies its own residual, norm and
+FFN. Dropping the summary's rFF and second norm (as this kind did first) trains
+worse: reverse task, 80 steps, seeds 0/1/2: 0.570/0.630/0.103 without, 0.334/
+0.353/0.056 with. The inducing points start at unit scale, ``N(0, 1)``, the scale of
 the layer-normed elements they attend to (as Luna's official code starts its
 packed context): at ``N(0, 1/d)`` their queries, and without the norm ``H``
 (whose attended part passes two N(0, 0.02) projections), were ~0, so both
@@ -53,13 +58,14 @@ class InducingArgs(AttentionArgs):
 
     m: PositiveInt = Field(description="number of learned inducing points")
 
-    def param_count(self, dims: Dims) -> int:  # two MHAs, the points, LayerNorm(d) on H
-        return 2 * super().param_count(dims) + self.m * dims.width + 2 * dims.width
+    def param_count(self, dims: Dims) -> int:  # two MHAs, the points, H's rFF and 2 norms
+        d = dims.width
+        return 2 * super().param_count(dims) + self.m * d + (d * d + d) + 2 * 2 * d
 
     def flops_per_token(self, dims: Dims, seq_len: int) -> int:
         hd = self.head_size(dims)
         proj = 2 * 2 * AttentionArgs.param_count(self, dims)
-        return proj + 2 * 2 * 2 * self.heads * hd * self.m
+        return proj + 2 * 2 * 2 * self.heads * hd * self.m  # H's rFF: m rows, not per token
 
 
 class InducingAttention(Attention):
@@ -71,7 +77,10 @@ class InducingAttention(Attention):
         super().__init__(**base)
         d = self.out_proj.out_features
         self.inducing = nn.Parameter(torch.randn(m, d))  # (m, d), unit scale (see above)
-        self.summary_norm = nn.LayerNorm(d) if summary_norm else None  # the MAB's ln0 on H
+        # The summary's MAB (Luna, a subclass, packs without them): ln0, rFF (fc_o), ln1.
+        self.summary_norm = nn.LayerNorm(d) if summary_norm else None  # ln0 on H'
+        self.summary_ff = nn.Linear(d, d) if summary_norm else None  # H' + relu(fc_o(H'))
+        self.summary_norm2 = nn.LayerNorm(d) if summary_norm else None  # ln1
         self.pack_q, self.pack_k = pack["q_proj"], pack["k_proj"]
         self.pack_v, self.pack_out = pack["v_proj"], pack["out_proj"]
 
@@ -79,7 +88,7 @@ class InducingAttention(Attention):
         """The Set Transformer code's start: its MABs are plain ``nn.Linear`` layers, so
         PyTorch's default init (see the module docstring for what it changes)."""
         torch_default_init(self, ("q_proj", "k_proj", "v_proj", "out_proj",
-                                  "pack_q", "pack_k", "pack_v", "pack_out"))
+                                  "pack_q", "pack_k", "pack_v", "pack_out", "summary_ff"))
 
     @classmethod
     def from_args(cls, args: InducingArgs, ctx) -> "InducingAttention":
@@ -104,5 +113,6 @@ class InducingAttention(Attention):
         keys_mask = AttentionMask(key_padding=mask.key_padding, cross=True)
         h = self.summary_norm(points + self.mha((self.pack_q, self.pack_k, self.pack_v,
                                                  self.pack_out), points, source, keys_mask))
+        h = self.summary_norm2(h + torch.relu(self.summary_ff(h)))  # (B, m, d): ln1(H' + rFF)
         return self.mha((self.q_proj, self.k_proj, self.v_proj, self.out_proj), x, h,
                         AttentionMask(cross=True))  # (B, T, d), h: (B, m, d)

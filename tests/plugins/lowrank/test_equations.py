@@ -309,16 +309,23 @@ def test_causal_compressed_equation():
 
 @torch.no_grad()
 def test_inducing_is_two_nested_attentions():
-    """H = LayerNorm(I + MHA_1(I, X)) (the MAB's ln0), out = MHA_2(X, H)."""
+    """H' = LayerNorm(I + MHA_1(I, X)), H = LayerNorm(H' + relu(W H' + b)) (the paper's
+    MAB(I, X) with its code's rFF), out = MHA_2(X, H)."""
     m = build("inducing", m=3)
     x, pad = torch.randn(B, 8, D), torch.ones(B, 8, dtype=torch.bool)
     pad[0, -3:] = False
-    with torch.no_grad():  # a non-trivial norm, so a wrong affine would show
-        m.summary_norm.weight.uniform_(0.5, 1.5), m.summary_norm.bias.uniform_(-0.5, 0.5)
+    with torch.no_grad():  # non-trivial norms, so a wrong affine would show
+        for norm in (m.summary_norm, m.summary_norm2):
+            norm.weight.uniform_(0.5, 1.5), norm.bias.uniform_(-0.5, 0.5)
+
+    def layernorm(h, norm):
+        mean, var = h.mean(-1, keepdim=True), h.var(-1, unbiased=False, keepdim=True)
+        return (h - mean) / torch.sqrt(var + 1e-5) * norm.weight + norm.bias
+
     points = m.inducing.expand(B, -1, -1)
-    h = points + naive_mha(points, x, m.pack_q, m.pack_k, m.pack_v, m.pack_out, pad)
-    mean, var = h.mean(-1, keepdim=True), h.var(-1, unbiased=False, keepdim=True)
-    h = (h - mean) / torch.sqrt(var + 1e-5) * m.summary_norm.weight + m.summary_norm.bias
+    h = layernorm(points + naive_mha(points, x, m.pack_q, m.pack_k, m.pack_v, m.pack_out, pad),
+                  m.summary_norm)
+    h = layernorm(h + torch.relu(h @ m.summary_ff.weight.T + m.summary_ff.bias), m.summary_norm2)
     want = naive_mha(x, h, m.q_proj, m.k_proj, m.v_proj, m.out_proj)
     got = m(x, mask=AttentionMask(key_padding=pad))
     assert (got - want).abs().max() < 1e-5
