@@ -13,6 +13,19 @@ clustering the hashes approximate. With one cluster per query (``clusters`` >=
 T) every centroid is its query and the result is softmax attention exactly.
 Padded queries join no centroid; padded keys are masked. Not causal: a
 centroid mixes queries of different positions.
+
+``topk`` > 0 is the paper's *improved* clustered attention (i-clustered, its
+section 3.3): each centroid's ``topk`` most attended keys ``T_j`` are scored
+again by every query of the cluster, exactly, and share the mass the centroid
+gave them; the other keys keep the centroid's weights::
+
+    A^t_il = m_j exp(q_i k_l / sqrt d) / sum_{r in T_j} exp(q_i k_r / sqrt d)   (l in T_j)
+    A^t_il = A^c_jl                                                           (otherwise)
+    m_j = sum_{l in T_j} A^c_jl,   j = c(i)
+
+so queries of one cluster can still attend to different keys. With ``topk`` >=
+S every query scores every key and the result is softmax attention exactly,
+whatever the clusters.
 """
 
 from __future__ import annotations
@@ -20,7 +33,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from pydantic import Field, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 from torch import Tensor
 
 from txdsl.sdk import AttentionArgs
@@ -43,12 +56,16 @@ class ClusteredArgs(AttentionArgs):
     clusters: PositiveInt = Field(default=25, description="number of query clusters C (the "
                                   "paper uses 25 to 200); clamped to the sequence length")
     iterations: PositiveInt = Field(default=10, description="Lloyd iterations of k-means")
+    topk: NonNegativeInt = Field(default=0, description="improved clustered attention "
+                                 "(i-clustered): every query re-scores its centroid's topk "
+                                 "most attended keys exactly (the paper uses 32); 0: plain")
 
     def flops_per_token(self, dims: Dims, seq_len: int) -> int:
         hd, c = self.head_size(dims), min(self.clusters, seq_len)
         proj = 2 * AttentionArgs.param_count(self, dims)
         kmeans = 3 * self.heads * hd * c * (self.iterations + 1)
-        return proj + kmeans + (2 * 2 * self.heads * hd * c * seq_len) // seq_len
+        improved = 2 * 2 * self.heads * hd * min(self.topk, seq_len)  # per query, k keys
+        return proj + kmeans + (2 * 2 * self.heads * hd * c * seq_len) // seq_len + improved
 
 
 def kmeans(x: Tensor, clusters: int, iterations: int, weights: Tensor | None) -> Tensor:
@@ -74,13 +91,14 @@ class ClusteredAttention(Attention):
 
     no_kv_cache = NO_DECODE
 
-    def __init__(self, *, clusters: int, iterations: int, **base):
+    def __init__(self, *, clusters: int, iterations: int, topk: int = 0, **base):
         super().__init__(**base)
-        self.clusters, self.iterations = clusters, iterations
+        self.clusters, self.iterations, self.topk = clusters, iterations, topk
 
     @classmethod
     def from_args(cls, args: ClusteredArgs, ctx) -> "ClusteredAttention":
-        return cls(clusters=args.clusters, iterations=args.iterations, **cls.projections(args, ctx))
+        return cls(clusters=args.clusters, iterations=args.iterations, topk=args.topk,
+                   **cls.projections(args, ctx))
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, *, mask, position, state) -> Tensor:
         dtype, (B, H, T, hd), S = q.dtype, q.shape, k.shape[2]
@@ -98,7 +116,32 @@ class ClusteredAttention(Attention):
         scores = centroids @ k.transpose(-1, -2) * self.scale  # (B, H, C, S)
         if w is not None:
             scores = scores.masked_fill(w.transpose(-1, -2) == 0, masked_fill_value(scores.dtype))
-        weights = torch.nn.functional.dropout(torch.softmax(scores, dim=-1), p=self.dropout,
-                                              training=self.training)
+        weights = torch.softmax(scores, dim=-1)  # (B, H, C, S): A^c
+        if self.topk:
+            return self.improved(q, k, v, w, weights, assign).to(dtype)
+        weights = torch.nn.functional.dropout(weights, p=self.dropout, training=self.training)
         out = weights @ v  # (B, H, C, hd)
         return out.gather(2, assign[..., None].expand(B, H, T, hd)).to(dtype)  # (B, H, T, hd)
+
+    def improved(self, q: Tensor, k: Tensor, v: Tensor, w: Tensor | None, weights: Tensor,
+                 assign: Tensor) -> Tensor:
+        """i-clustered: each query re-scores its centroid's top keys (module docstring)."""
+        (B, H, T, hd), S = q.shape, k.shape[2]
+        n = min(self.topk, S)
+        top_w, top = weights.topk(n, dim=-1)  # (B, H, C, n): A^c on T_j, and T_j
+        mass = top_w.sum(-1)  # (B, H, C): m_j
+        rest = weights.scatter(-1, top, 0.0)  # A^c off T_j
+        rest = torch.nn.functional.dropout(rest, p=self.dropout, training=self.training)
+        out = (rest @ v).gather(2, assign[..., None].expand(B, H, T, hd))  # (B, H, T, hd)
+        mine = top.gather(2, assign[..., None].expand(B, H, T, n))  # (B, H, T, n): T_c(i)
+        flat = mine.reshape(B, H, T * n, 1).expand(B, H, T * n, hd)
+        k_top = k.gather(2, flat).reshape(B, H, T, n, hd)
+        v_top = v.gather(2, flat).reshape(B, H, T, n, hd)
+        exact = torch.einsum("bhtd,bhtnd->bhtn", q, k_top) * self.scale  # (B, H, T, n)
+        if w is not None:  # a padded key among T_j (only when n exceeds the real keys)
+            real = w[:, :, :, 0].expand(B, H, S).gather(2, mine.reshape(B, H, T * n))
+            exact = exact.masked_fill(real.reshape(B, H, T, n) == 0,
+                                      masked_fill_value(exact.dtype))
+        a_t = torch.softmax(exact, dim=-1) * mass.gather(2, assign)[..., None]
+        a_t = torch.nn.functional.dropout(a_t, p=self.dropout, training=self.training)
+        return out + torch.einsum("bhtn,bhtnd->bhtd", a_t, v_top)  # (B, H, T, hd)
