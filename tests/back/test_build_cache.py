@@ -260,3 +260,42 @@ def test_txdsl_build_says_cached_and_no_cache_rebuilds(tmp_path):
     assert build("--no-cache")[0] == "built tiny for onnx (cpu, float32)"
     assert txdsl.load(tmp_path / "out")(input_ids=torch.zeros(1, 3, dtype=torch.long)).logits \
         .shape == (1, 3, 97)
+
+
+def test_the_cache_keeps_to_its_size_limit(stamp_registry, tmp_path):
+    """Over the limit, the least recently used entries go (a hit is a use); the entry just
+    stored stays, even alone over the limit."""
+    import time
+
+    probe = BuildCache(tmp_path / "probe", versions=VERSIONS, limit=None)
+    _build(stamp_registry, probe, seed=0)
+    size = probe.entries()[0][2]  # an entry's bytes (entry.json and the stamp)
+    cache = BuildCache(tmp_path / "c", versions=VERSIONS, limit=int(2.5 * size))
+    built = {}
+    for seed in (0, 1):
+        built[seed] = _build(stamp_registry, cache, seed=seed)
+        time.sleep(0.02)
+    assert _build(stamp_registry, cache, seed=0).cached  # seed 0 used again: seed 1 is older
+    time.sleep(0.02)
+    built[2] = _build(stamp_registry, cache, seed=2)  # three entries don't fit: seed 1 goes
+    kept = {e for e, _, _ in cache.entries()}
+    assert kept == {cache.path(built[0].cache_key), cache.path(built[2].cache_key)}
+    assert _build(stamp_registry, cache, seed=0).cached
+    assert not _build(stamp_registry, cache, seed=1).cached  # rebuilt, and stored again
+    tiny = BuildCache(tmp_path / "c", versions=VERSIONS, limit=1)  # under one entry's size
+    last = _build(stamp_registry, tiny, seed=3)
+    assert [e for e, _, _ in tiny.entries()] == [tiny.path(last.cache_key)]
+
+
+def test_the_size_limit_comes_from_the_environment(stamp_registry, monkeypatch, tmp_path):
+    from txdsl.back.build_cache import max_bytes
+    from txdsl.backends import BuildError
+
+    for raw, want in [("", 10 * 10 ** 9), ("0", None), ("2.5", 25 * 10 ** 8), (" 1 ", 10 ** 9)]:
+        monkeypatch.setenv("TXDSL_CACHE_MAX_GB", raw)
+        assert max_bytes() == want, raw
+    monkeypatch.setenv("TXDSL_CACHE_DIR", str(tmp_path))
+    for bad in ("abc", "-1", "nan", "inf"):
+        monkeypatch.setenv("TXDSL_CACHE_MAX_GB", bad)
+        with pytest.raises(BuildError, match="TXDSL_CACHE_MAX_GB must be a number"):
+            _build(stamp_registry, True)

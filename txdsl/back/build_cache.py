@@ -26,6 +26,11 @@ entry whose files or hashes don't match (a corrupt or partial one) is
 refused, logged and rebuilt, never loaded. The hashes catch corruption, not
 tampering: anyone who can write the cache can also rewrite its hashes (the
 same holds for the artifacts).
+
+Size: the cache keeps at most ``$TXDSL_CACHE_MAX_GB`` gigabytes (default 10; 0: no
+limit). After an entry is stored, the least recently used entries (a hit counts as a
+use) are removed until the rest fit; the entry just stored is always kept, even alone
+over the limit. An ``aot`` package of GPT-2 small is about 0.5 GB.
 """
 
 from __future__ import annotations
@@ -54,6 +59,23 @@ FORMAT_VERSION = 1
 
 class CacheError(Exception):
     """An entry that can't be used (missing, corrupt, another format): rebuilt, not loaded."""
+
+
+DEFAULT_MAX_GB = 10.0
+
+
+def max_bytes() -> int | None:
+    """``$TXDSL_CACHE_MAX_GB`` (default 10) in bytes; ``None`` for 0 (no limit). A value
+    that isn't a non-negative number is refused (:class:`ValueError`, naming it)."""
+    raw = os.environ.get("TXDSL_CACHE_MAX_GB", "").strip()
+    try:
+        gb = float(raw) if raw else DEFAULT_MAX_GB
+    except ValueError:
+        gb = -1.0
+    if not gb >= 0 or gb == float("inf"):
+        raise ValueError(f"TXDSL_CACHE_MAX_GB must be a number of gigabytes >= 0 "
+                         f"(0: no limit), got {raw!r}")
+    return None if gb == 0 else int(gb * 1e9)
 
 
 def cache_root() -> Path:
@@ -129,9 +151,10 @@ class BuildCache:
     :func:`current_versions` in every key (what tests use to play another release)."""
 
     def __init__(self, root: str | os.PathLike | None = None,
-                 versions: Mapping[str, Any] | None = None):
+                 versions: Mapping[str, Any] | None = None, limit: int | None | str = "env"):
         self.root = Path(root) if root is not None else cache_root()
         self.versions = dict(versions) if versions is not None else None
+        self.limit = max_bytes() if limit == "env" else limit  # bytes; None: no limit
 
     def __repr__(self) -> str:
         return f"BuildCache({str(self.root)!r})"
@@ -154,7 +177,41 @@ class BuildCache:
             log.warning("build cache: %s; rebuilding", exc)
             shutil.rmtree(entry, ignore_errors=True)
             return None
+        _touch(entry)  # a use: the least recently used entries go first
         return entry
+
+    def entries(self) -> list[tuple[Path, float, int]]:
+        """Every entry as ``(directory, last use, bytes)``, the least recently used first."""
+        out = []
+        for entry in self.root.glob("builds/*/*"):
+            if not (entry / ENTRY).is_file() or entry.name.startswith("."):
+                continue  # a partial write in progress (replacing's temporary) or a stray
+            try:
+                size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+                out.append((entry, entry.stat().st_mtime, size))
+            except OSError:  # removed meanwhile by another process
+                continue
+        return sorted(out, key=lambda e: e[1])
+
+    def evict(self, keep: Path | None = None) -> list[Path]:
+        """Remove the least recently used entries until the cache fits its limit (never
+        ``keep``); the removed directories."""
+        if self.limit is None:
+            return []
+        entries = self.entries()
+        total = sum(size for _, _, size in entries)
+        removed = []
+        for entry, _, size in entries:
+            if total <= self.limit:
+                break
+            if keep is not None and entry == keep:
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+            log.info("build cache: removed %s (%.2f GB; least recently used, over the "
+                     "%.1f GB limit, TXDSL_CACHE_MAX_GB)", entry, size / 1e9, self.limit / 1e9)
+            removed.append(entry)
+            total -= size
+        return removed
 
     def store(self, key: str, keyed: Mapping[str, Any], backend: Any, lowered: Any,
               inputs: Mapping[str, Any]) -> Path:
@@ -169,7 +226,17 @@ class BuildCache:
                    "keyed": dict(keyed), "files": files}
             raw["entry_sha256"] = hashlib.sha256(_canonical(raw).encode()).hexdigest()
             (tmp / ENTRY).write_text(json.dumps(raw, indent=2) + "\n", encoding="ascii")
+        _touch(entry)
+        self.evict(keep=entry)
         return entry
+
+
+def _touch(entry: Path) -> None:
+    """Record a use of ``entry`` (its directory's mtime; the files and hashes unchanged)."""
+    try:
+        os.utime(entry)
+    except OSError:  # a read-only cache still serves hits
+        pass
 
 
 def read_entry(entry: str | os.PathLike) -> dict[str, Any]:
@@ -211,13 +278,16 @@ def verify(entry: Path, key: str) -> dict[str, Any]:
 def open_cache(cache: Any) -> BuildCache | None:
     """``build(cache=...)``: ``True`` the default cache, ``False``/``None`` none, a path or
     a :class:`BuildCache` that one."""
-    if cache is True:
-        return BuildCache()
     if cache is False or cache is None:
         return None
     if isinstance(cache, BuildCache):
         return cache
-    if isinstance(cache, (str, os.PathLike)):
-        return BuildCache(cache)
+    if cache is True or isinstance(cache, (str, os.PathLike)):
+        try:
+            return BuildCache(None if cache is True else cache)
+        except ValueError as exc:  # TXDSL_CACHE_MAX_GB: the user's setting, not a bug
+            from .backends import BuildError
+
+            raise BuildError(str(exc)) from None
     raise TypeError(f"cache must be True, False, a directory or a BuildCache, not "
                     f"{type(cache).__name__}")
