@@ -16,11 +16,13 @@ from .deberta import DeBERTaV2
 from .electra import ELECTRA
 from .gpt2 import GPT2
 from .llama import LLaMA
+from .mistral import Mistral
 from .t5 import T5
 from .vit import ViT
 from .xlnet import XLNet
 
-FAMILIES = [GPT2, BERT, RoBERTa, ALBERT, ELECTRA, T5, ViT, LLaMA, XLNet, DeBERTaV2]
+FAMILIES = [GPT2, BERT, RoBERTa, ALBERT, ELECTRA, T5, ViT, LLaMA, Mistral, XLNet,
+            DeBERTaV2]
 
 
 @hookimpl

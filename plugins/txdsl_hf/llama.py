@@ -23,6 +23,14 @@ def rope_theta(c) -> float:
     return float(params.get("rope_theta", getattr(c, "rope_theta", 10000.0)))
 
 
+def llama_layout(ir) -> bool:
+    """A decoder-only model with RoPE on the stack, RMSNorm and SwiGLU (LLaMA's, Mistral's)."""
+    layer = first_layer(ir)
+    return (ir.encoder is None and layer is not None and ir.decoder.position is not None
+            and ir.decoder.position.kind == "rope" and layer.norm.kind == "rmsnorm"
+            and layer.ffn is not None and layer.ffn.kind == "swiglu")
+
+
 class LLaMA(HFFamily):
     model_type = "llama"
     zoo = "llama.tx"
@@ -57,10 +65,8 @@ class LLaMA(HFFamily):
         return rules + ([] if tied else [Rename("heads.lm.weight", "lm_head.weight")])
 
     def detect(self, ir):
-        layer = first_layer(ir)
-        if (ir.encoder is None and layer is not None and ir.decoder.position is not None
-                and ir.decoder.position.kind == "rope" and layer.norm.kind == "rmsnorm"
-                and layer.ffn is not None and layer.ffn.kind == "swiglu"):
+        if llama_layout(ir) and all(layer.attention.kind == "full"
+                                    for layer in ir.decoder.layers):
             return "LlamaForCausalLM"
         return None
 

@@ -98,3 +98,39 @@ def test_txdsl_plugins_lists_the_hf_mappings(capsys):
     assert main(["plugins"]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  hf: "))
     assert "gpt2 (GPT2LMHeadModel)" in line and "t5 (T5ForConditionalGeneration)" in line
+
+
+LLAMA_LAYOUT = """
+model m {{
+  vocab = 64; d_model = 32; heads = 4; kv_heads = 2; context = 32
+  embedding {{ tokens = vocab }}
+  decoder(2) {{
+    residual = pre; norm = rmsnorm(eps: 1e-6); position = rope(theta: 10000.0)
+    attention = full(heads: heads, kv_heads: kv_heads, bias: false)
+    ffn = swiglu(hidden: 64, bias: false)
+    final_norm = rmsnorm(eps: 1e-6)
+    {layers}
+  }}
+  head = lm(tied: false)
+}}
+"""
+
+
+@pytest.mark.parametrize("layers, arch", [
+    ("", "LlamaForCausalLM"),
+    ("attention = local(heads: heads, kv_heads: kv_heads, bias: false, window: 6)",
+     "MistralForCausalLM"),
+    ("layer[1] { attention = local(heads: heads, kv_heads: kv_heads, bias: false, window: 6) }",
+     None),  # one window layer among full ones: neither Llama nor Mistral
+    ("attention = linear(heads: heads, bias: false)", None),
+])
+def test_export_picks_the_architecture_from_every_layer(layers, arch):
+    import txdsl
+    from txdsl.interop.hf import detect
+
+    module = txdsl.build(LLAMA_LAYOUT.format(layers=layers), backend="eager").module
+    if arch is None:
+        with pytest.raises(MappingError, match="matches no Hugging Face architecture"):
+            detect(module)
+    else:
+        assert detect(module)[1] == arch
