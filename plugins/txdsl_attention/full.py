@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
 from torch import Tensor
 
 from txdsl.sdk import AttentionArgs
@@ -28,6 +29,9 @@ class FullArgs(AttentionArgs):
     """Exact multi-head softmax attention (Vaswani et al. 2017); GQA/MQA via ``kv_heads``."""
 
     accepts: ClassVar[frozenset[str]] = frozenset({"qk", "bias"})
+
+    out_bias: bool | None = Field(default=None, description="a bias on the output projection; "
+                                  "none: as bias (Qwen2: bias: true, out_bias: false)")
 
     def tp_plan(self, dims, tp):  # every implementation attends head by head
         return self.heads_tp_plan(tp)

@@ -17,11 +17,12 @@ from .electra import ELECTRA
 from .gpt2 import GPT2
 from .llama import LLaMA
 from .mistral import Mistral
+from .qwen2 import Qwen2
 from .t5 import T5
 from .vit import ViT
 from .xlnet import XLNet
 
-FAMILIES = [GPT2, BERT, RoBERTa, ALBERT, ELECTRA, T5, ViT, LLaMA, Mistral, XLNet,
+FAMILIES = [GPT2, BERT, RoBERTa, ALBERT, ELECTRA, T5, ViT, LLaMA, Mistral, Qwen2, XLNet,
             DeBERTaV2]
 
 

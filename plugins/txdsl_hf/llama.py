@@ -47,8 +47,9 @@ class LLaMA(HFFamily):
 
     def body(self, c, arch, tied):
         lines = []
-        if c.head_dim and c.head_dim != c.hidden_size // c.num_attention_heads:
-            lines.append(f"decoder {{ attention.head_dim = {c.head_dim} }}")
+        head_dim = getattr(c, "head_dim", None)  # Qwen2's config may not have one
+        if head_dim and head_dim != c.hidden_size // c.num_attention_heads:
+            lines.append(f"decoder {{ attention.head_dim = {head_dim} }}")
         return lines + (["head = lm(tied: true)"] if tied else [])
 
     def rules(self, c, arch, tied):
@@ -66,7 +67,9 @@ class LLaMA(HFFamily):
 
     def detect(self, ir):
         if llama_layout(ir) and all(layer.attention.kind == "full"
-                                    for layer in ir.decoder.layers):
+                                    and not layer.attention.args.get("bias")
+                                    and not layer.attention.args.get("out_bias")
+                                    for layer in ir.decoder.layers):  # biases: Qwen2's
             return "LlamaForCausalLM"
         return None
 

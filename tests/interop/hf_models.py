@@ -67,6 +67,18 @@ CONFIGS = {
                                     sliding_window=None, tie_word_embeddings=True,
                                     bos_token_id=0, eos_token_id=0, pad_token_id=0), "decoder"),
     ],
+    "qwen2": [  # q/k/v biases, none on o_proj
+        (T.Qwen2ForCausalLM, dict(vocab_size=103, hidden_size=48, num_hidden_layers=2,
+                                  num_attention_heads=6, num_key_value_heads=2,
+                                  intermediate_size=80, max_position_embeddings=64,
+                                  bos_token_id=0, eos_token_id=0, pad_token_id=0), "decoder"),
+        (T.Qwen2ForCausalLM, dict(vocab_size=89, hidden_size=36, num_hidden_layers=3,
+                                  num_attention_heads=3, num_key_value_heads=1,
+                                  intermediate_size=60, max_position_embeddings=64,
+                                  rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+                                  tie_word_embeddings=True, bos_token_id=0, eos_token_id=0,
+                                  pad_token_id=0), "decoder"),
+    ],
     "bert": [
         (T.BertForMaskedLM, dict(vocab_size=99, hidden_size=48, num_hidden_layers=2,
                                  num_attention_heads=3, intermediate_size=72,

@@ -152,7 +152,7 @@ def test_round_trip_identical(case, tmp_path):
         compare(dict(case, hf=reloaded), case["ours"])
 
 
-@pytest.mark.parametrize("kind", ["gpt2", "llama", "mistral"])
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "mistral", "qwen2"])
 @pytest.mark.parametrize("i", [0, 1])
 def test_greedy_generation_left_padded(kind, i):
     hf, _ = make(kind, i)

@@ -123,6 +123,8 @@ model m {{
     ("layer[1] { attention = local(heads: heads, kv_heads: kv_heads, bias: false, window: 6) }",
      None),  # one window layer among full ones: neither Llama nor Mistral
     ("attention = linear(heads: heads, bias: false)", None),
+    ("attention.bias = true; attention.out_bias = false", "Qwen2ForCausalLM"),
+    ("attention.bias = true", None),  # a bias on o_proj too: neither Llama's mapping nor Qwen2
 ])
 def test_export_picks_the_architecture_from_every_layer(layers, arch):
     import txdsl
@@ -134,3 +136,16 @@ def test_export_picks_the_architecture_from_every_layer(layers, arch):
             detect(module)
     else:
         assert detect(module)[1] == arch
+
+
+def test_a_qwen2_sliding_window_is_refused_by_name():
+    import transformers as T
+
+    import txdsl
+
+    config = T.Qwen2Config(vocab_size=64, hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+                           max_position_embeddings=32, use_sliding_window=True,
+                           sliding_window=8, max_window_layers=1)
+    with pytest.raises(MappingError, match="use_sliding_window = True"):
+        txdsl.from_hf(T.Qwen2ForCausalLM(config))

@@ -119,6 +119,12 @@ class AttentionArgs(ComponentArgs):
     def n_kv_heads(self) -> int:
         return self.kv_heads or self.heads
 
+    def out_proj_bias(self) -> bool:
+        """Whether the output projection has a bias: ``bias``, unless the kind has an
+        ``out_bias`` argument that says otherwise (``full``: Qwen2's q/k/v-only biases)."""
+        out_bias = getattr(self, "out_bias", None)
+        return self.bias if out_bias is None else out_bias
+
     def head_size(self, dims: Dims) -> int:
         return self.head_dim or dims.width // self.heads
 
@@ -134,7 +140,7 @@ class AttentionArgs(ComponentArgs):
         hd, d = self.head_size(dims), dims.width
         q = linear_params(d, self.heads * hd, self.bias)
         kv = 2 * linear_params(d, self.n_kv_heads() * hd, self.bias)
-        out = linear_params(self.heads * hd, d, self.bias)
+        out = linear_params(self.heads * hd, d, self.out_proj_bias())
         return q + kv + out
 
     def flops_per_token(self, dims: Dims, seq_len: int) -> int:

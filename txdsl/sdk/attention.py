@@ -167,7 +167,7 @@ class Attention(nn.Module):
                     q_proj=nn.Linear(d, h * hd, bias=args.bias),
                     k_proj=nn.Linear(d, h_kv * hd, bias=args.bias),
                     v_proj=nn.Linear(d, h_kv * hd, bias=args.bias),
-                    out_proj=nn.Linear(h * hd, d, bias=args.bias),
+                    out_proj=nn.Linear(h * hd, d, bias=args.out_proj_bias()),
                     scale=args.scale, dropout=args.dropout)
 
     @classmethod
