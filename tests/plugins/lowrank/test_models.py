@@ -140,7 +140,9 @@ TRAINED = {
 #               N(0, 0.02) projections) were no better
 #   nystrom     2.789 -> 0.554  (160: 0.046)  conv: 3 0.957, iterations: 12 2.068 (worse);
 #               the fairseq init on its projections: 0.810 (worse, not adopted)
-#   lowrank     2.780 -> 0.082  (1.107 before the factors got their own init, see factored.py)
+#   lowrank     2.755 -> 0.043  within the bar (seeds 1/2: 0.044/0.047): each factor starts
+#               as nn.Linear's default (see factored.py); the product at std 0.02 split
+#               evenly between the factors: 0.082/0.084/0.077; both factors N(0, 0.02): 1.107
 #   probsparse  2.789 -> 0.107  (160: 0.121)  a floor, and its cause: the fixed, evenly
 #               spaced key sample (0, 1, 2, 4, 5, 6 of 8) never measures keys 3 and 7, so
 #               the queries reversing onto them (4 and 0) always measure M = 0 and get
@@ -166,7 +168,7 @@ TRAINED = {
 #   luna        2.797 -> 1.123  (160: 0.008, full's own 0.008)  its projections start as
 #               Luna's fairseq code's (LunaAttention.own_init); under N(0, 0.02): 2.456
 #               (160: 1.995). Unit-scale P, the official code's
-# Every kind halves its loss; only improved clustered attention is within 2x of full
+# Every kind halves its loss; only improved clustered attention and lowrank are within 2x of full
 # attention's near-zero loss at this budget (at 160 steps luna and linformer are too). The test asserts what holds
 # and reports (xfail, with the numbers) what doesn't, so a regression or an improvement
 # shows. k = n for linformer, m = p = 8 = n for inducing and luna are no compression
@@ -187,6 +189,11 @@ TRAINED = {
 # test_issue11_training.py) brought none closer (measured before own_init).
 
 
+# The kinds within 2x of full attention at this budget (asserted; the rest xfail with
+# their numbers).
+WITHIN_BAR = {"clustered_topk", "lowrank"}
+
+
 @pytest.mark.parametrize("kind", TRAINED)
 def test_training_bar(kind):
     full = full_baseline(reverse_spec("full(heads: heads)", "full"), task="reverse")
@@ -194,6 +201,9 @@ def test_training_bar(kind):
     initial, final = train(model, task="reverse")
     numbers = f"{kind}: {initial:.3f} -> {final:.3f} (full: {full[0]:.3f} -> {full[1]:.3f})"
     assert final < initial / 2, numbers
+    if kind in WITHIN_BAR:  # a regression fails, it doesn't become an xfail
+        assert_trains((initial, final), full)
+        return
     try:
         assert_trains((initial, final), full)
     except AssertionError as why:
