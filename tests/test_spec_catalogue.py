@@ -134,3 +134,29 @@ def test_transformer_xl_count_by_hand():
     ffn = d * d_ff + d_ff + d_ff * d + d
     layer = attn + ffn + 2 * 2 * d  # two post-LayerNorms
     assert count("transformer_xl.tx", "transformer_xl") == vocab * d + n * layer + vocab
+
+
+def _kinds_in(value, found: set[tuple[str, str]]) -> None:
+    """Every (family, kind) of the components inside an IR dump."""
+    if isinstance(value, dict):
+        if isinstance(value.get("family"), str) and isinstance(value.get("kind"), str):
+            found.add((value["family"], value["kind"]))
+        for v in value.values():
+            _kinds_in(v, found)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _kinds_in(v, found)
+
+
+def test_every_built_in_kind_is_used_by_a_bundled_spec():
+    """A kind the catalogue ships is shown in use: each appears in some spec of specs/."""
+    used: set[tuple[str, str]] = set()
+    for path in SPECS.glob("*.tx"):
+        for ir in txdsl.parse_all(path):
+            _kinds_in(ir.model_dump(), used)
+    registry = get_registry()
+    built_in = {(impl.family, impl.name) for impl in registry.all()
+                if registry.plugins[impl.plugin].builtin}
+    assert built_in, "no built-in kinds registered"
+    missing = sorted(f"{family}/{kind}" for family, kind in built_in - used)
+    assert not missing, f"built-in kinds no spec in specs/ uses: {missing}"

@@ -187,8 +187,9 @@ def render(ir: ModelIR, est: Estimate, states: dict[str, list[int]] | None = Non
     e = ir.embedding
     inp = (f"tokens {e.tokens}" if e.tokens else f"features {e.features}"
            if getattr(e, "features", None) else f"patches {e.patches}")
-    lines.append(f"  embedding   {inp}, size {e.size}" + (f", position {e.position}"
-                                                          if e.position else ""))
+    lines.append(f"  embedding   {inp}, size {e.size}"
+                 + (f", position {e.position}" if e.position else "")
+                 + (f", norm {e.norm}" if getattr(e, "norm", None) else ""))
     for stack in ir.stacks:
         extra = f", position {stack.position}" if stack.position else ""
         if getattr(stack, "memory_tokens", 0):
