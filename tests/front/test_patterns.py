@@ -59,3 +59,20 @@ def test_an_explicit_index_out_of_range_is_an_error(selector, bad):
 def test_a_zero_step_is_still_an_error():
     with pytest.raises(SpecError, match="a slice step can't be 0"):
         txdsl.parse(PARENT + "model c extends parent { decoder { layer[::0] { ffn = none } } }")
+
+
+@pytest.mark.parametrize("selector, layers, chosen", [
+    ("layers // 2:", 8, {4, 5, 6, 7}), ("layers / 2:", 8, {4, 5, 6, 7}),
+    ("layers // 2:", 2, {1}), ("layers - 1", 8, {7})])
+def test_a_selector_may_be_computed_from_parameters(selector, layers, chosen):
+    ir = txdsl.parse(PARENT + f"model c extends parent {{ layers = {layers}\n"
+                              f"decoder {{ layer[{selector}] {{ norm = rmsnorm }} }} }}")
+    assert {layer.index for layer in ir.decoder.layers if layer.norm.kind == "rmsnorm"} == chosen
+
+
+def test_a_fractional_index_says_how_to_round():
+    with pytest.raises(SpecError) as info:
+        txdsl.parse(PARENT + "model c extends parent { layers = 5\n"
+                             "decoder { layer[layers / 2:] { norm = rmsnorm } } }")
+    assert info.value.message == "a layer index must be an integer, not 2.5"
+    assert "layers // 2" in info.value.hint

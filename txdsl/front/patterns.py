@@ -31,6 +31,11 @@ def _int(expr: s.Expr, scope: Scope) -> int:
     v = evaluate(expr, scope)
     if isinstance(v, Symbol):
         return as_int(v, expr.span, "a layer index", scope=scope)
+    if isinstance(v, float) and v.is_integer():
+        return int(v)  # `layers / 2` with an even `layers`, as integer arguments accept
+    if isinstance(v, float):
+        raise SpecError(f"a layer index must be an integer, not {v:g}", expr.span,
+                        "`//` divides and rounds down: layer[layers // 2:]")
     if isinstance(v, bool) or not isinstance(v, int):
         raise SpecError("a layer index must be an integer", expr.span)
     return v
