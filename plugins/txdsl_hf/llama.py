@@ -10,17 +10,9 @@ from __future__ import annotations
 from txdsl.interop import HFFamily, Rename
 from txdsl.interop.family import first_layer, head_kinds, refuse
 
+from .rope import hf_rope_parameters, rope_args
+
 L, H = "decoder.layers.{i}.", "model.layers.{i}."
-
-
-def rope_theta(c) -> float:
-    params = getattr(c, "rope_parameters", None) or {}
-    if params.get("rope_type", "default") != "default":
-        from txdsl.interop import MappingError
-
-        raise MappingError(f"LlamaConfig: rope scaling '{params['rope_type']}' has no txdsl "
-                           "equivalent yet (supported: default)")
-    return float(params.get("rope_theta", getattr(c, "rope_theta", 10000.0)))
 
 
 def llama_layout(ir) -> bool:
@@ -43,10 +35,14 @@ class LLaMA(HFFamily):
         kv = c.num_key_value_heads or c.num_attention_heads
         return dict(vocab=c.vocab_size, d_model=c.hidden_size, heads=c.num_attention_heads,
                     kv_heads=kv, layers=c.num_hidden_layers, d_ff=c.intermediate_size,
-                    context=c.max_position_embeddings, eps=c.rms_norm_eps, theta=rope_theta(c))
+                    context=c.max_position_embeddings, eps=c.rms_norm_eps,
+                    theta=rope_args(c, type(c).__name__)[0])
 
     def body(self, c, arch, tied):
         lines = []
+        scaling = rope_args(c, type(c).__name__)[1]
+        if scaling:  # llama.tx's rope(theta: theta), with the checkpoint's context extension
+            lines.append(f"decoder {{ position = rope(theta: theta, {scaling}) }}")
         head_dim = getattr(c, "head_dim", None)  # Qwen2's config may not have one
         if head_dim and head_dim != c.hidden_size // c.num_attention_heads:
             lines.append(f"decoder {{ attention.head_dim = {head_dim} }}")
@@ -84,6 +80,6 @@ class LLaMA(HFFamily):
                     intermediate_size=layer.ffn.args["hidden"],
                     rms_norm_eps=layer.norm.args["eps"],
                     max_position_embeddings=ir.params.get("context", 2048),
-                    rope_parameters={"rope_type": "default",
-                                     "rope_theta": ir.decoder.position.args["theta"]},
+                    rope_parameters=hf_rope_parameters(ir.decoder.position,
+                                                       ir.params.get("context"), ir.name),
                     tie_word_embeddings=bool(head_kinds(ir)["lm"].args.get("tied")))

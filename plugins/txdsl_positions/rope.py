@@ -25,7 +25,14 @@ the rest through. No parameters.
   interpolated frequencies below the ``beta_slow``..``beta_fast`` rotation
   band of ``original_context``, extrapolated above, a linear ramp between;
   cos and sin are multiplied by ``attention_factor`` (default
-  ``0.1 * ln(factor) + 1``).
+  ``0.1 * ln(factor) + 1``);
+- ``llama3`` (Llama 3.1, Meta 2024, https://arxiv.org/abs/2407.21783; HF's
+  ``_compute_llama3_parameters``): with wavelengths ``2 pi / inv_freq``, those
+  longer than ``original_context / low_freq_factor`` are divided by
+  ``factor``, those shorter than ``original_context / high_freq_factor`` are
+  kept, and the band between blends the two with
+  ``s = (original_context / wavelength - low) / (high - low)``:
+  ``(1 - s) inv_freq / factor + s inv_freq``.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ from txdsl.sdk.positions import apply_rotary, rotate_half  # noqa: F401  (rotate
 from .common import head_dim_of
 
 
+ORIGINAL_CONTEXT = ("dynamic", "yarn", "llama3")  # the scalings that read it
+
+
 class RopeArgs(PositionArgs):
     """Rotary position embedding (Su et al. 2021), Llama's rotate_half convention."""
 
@@ -51,14 +61,14 @@ class RopeArgs(PositionArgs):
                          "frequencies, inv_freq_i = theta^(-2i / rotary_dim); 10000 from Su "
                          "et al. 2021 (RoFormer), as Llama 1 and 2 (Llama 3: 500000)")
     fraction: float = Field(default=1.0, gt=0.0, le=1.0)  # share of head_dim rotated
-    scaling: Literal["linear", "dynamic", "yarn"] | None = Field(
+    scaling: Literal["linear", "dynamic", "yarn", "llama3"] | None = Field(
         default=None, description="context extension: none, linear (position "
-        "interpolation), dynamic (NTK), yarn; as HF's rope_type")
+        "interpolation), dynamic (NTK), yarn, llama3 (Llama 3.1's); as HF's rope_type")
     factor: float = Field(default=1.0, ge=1.0, description="how many times longer the "
                           "context becomes (HF factor)")
     original_context: int | None = Field(default=None, gt=0, description="the context "
-                                         "trained on, for dynamic and yarn (default: the "
-                                         "model's context)")
+                                         "trained on, for dynamic, yarn and llama3 "
+                                         "(default: the model's context)")
     beta_fast: float = Field(default=32.0, gt=0.0, description="yarn: rotations above which "
                              "frequencies are kept (extrapolated)")
     beta_slow: float = Field(default=1.0, gt=0.0, description="yarn: rotations below which "
@@ -67,6 +77,12 @@ class RopeArgs(PositionArgs):
                                            "cos/sin scale (default 0.1 * ln(factor) + 1)")
     truncate: bool = Field(default=True, description="yarn: round the ramp's bounds to "
                            "whole dimensions (HF truncate)")
+    low_freq_factor: float = Field(default=1.0, gt=0.0, description="llama3: wavelengths "
+                                   "above original_context / low_freq_factor are divided "
+                                   "by factor (Llama 3.1: 1)")
+    high_freq_factor: float = Field(default=4.0, gt=0.0, description="llama3: wavelengths "
+                                    "below original_context / high_freq_factor are kept "
+                                    "(Llama 3.1: 4)")
 
     def original(self, dims: Dims) -> int:
         context = self.original_context or dims.context
@@ -87,8 +103,13 @@ class RopeArgs(PositionArgs):
         if rot == 0 or rot % 2:
             raise ArgError(f"rope rotates fraction ({self.fraction}) * head_dim ({hd}) = {rot} "
                            "dimensions, which must be even and positive", arg="fraction")
-        if self.scaling in ("dynamic", "yarn"):
+        if self.scaling in ORIGINAL_CONTEXT:
             self.original(dims)
+        if self.scaling == "llama3" and self.high_freq_factor <= self.low_freq_factor:
+            raise ArgError(f"llama3 rope scaling needs high_freq_factor "
+                           f"({self.high_freq_factor:g}) above low_freq_factor "
+                           f"({self.low_freq_factor:g})", arg="high_freq_factor",
+                           hint="Llama 3.1 uses low_freq_factor: 1.0, high_freq_factor: 4.0")
         if self.scaling == "dynamic" and rot == 2:
             raise ArgError("dynamic rope scaling needs more than 2 rotated dimensions",
                            arg="scaling", hint="its exponent is rot / (rot - 2)")
@@ -100,7 +121,8 @@ class RotaryPositions(nn.Module):
     def __init__(self, *, rotary_dim: int, theta: float = 10000.0, scaling: str | None = None,
                  factor: float = 1.0, original_context: int | None = None,
                  beta_fast: float = 32.0, beta_slow: float = 1.0,
-                 attention_factor: float | None = None, truncate: bool = True):
+                 attention_factor: float | None = None, truncate: bool = True,
+                 low_freq_factor: float = 1.0, high_freq_factor: float = 4.0):
         super().__init__()
         if rotary_dim % 2:
             raise ValueError(f"rotary_dim ({rotary_dim}) must be even")
@@ -116,17 +138,21 @@ class RotaryPositions(nn.Module):
                                      original_context, beta_fast, beta_slow, truncate)
             self.attention_scale = (attention_factor if attention_factor is not None
                                     else 1.0 if factor <= 1 else 0.1 * math.log(factor) + 1.0)
+        elif scaling == "llama3":
+            inv_freq = llama3_inv_freq(inv_freq, factor, original_context, low_freq_factor,
+                                       high_freq_factor)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.register_buffer("exponents", exponents, persistent=False)
 
     @classmethod
     def from_args(cls, args: RopeArgs, ctx: BuildContext) -> "RotaryPositions":
         args.check(ctx.dims)
-        original = args.original(ctx.dims) if args.scaling in ("dynamic", "yarn") else None
+        original = args.original(ctx.dims) if args.scaling in ORIGINAL_CONTEXT else None
         return cls(rotary_dim=args.rotary_dim(ctx.dims), theta=args.theta, scaling=args.scaling,
                    factor=args.factor, original_context=original, beta_fast=args.beta_fast,
                    beta_slow=args.beta_slow, attention_factor=args.attention_factor,
-                   truncate=args.truncate)
+                   truncate=args.truncate, low_freq_factor=args.low_freq_factor,
+                   high_freq_factor=args.high_freq_factor)
 
     def frequencies(self, positions: Tensor) -> Tensor:
         """The ``(rot/2,)`` inverse frequencies of this forward (dynamic: from its positions)."""
@@ -163,6 +189,18 @@ class RotaryPositions(nn.Module):
         scaling = f", scaling={self.scaling}, factor={self.factor:g}" \
             if self.scaling is not None else ""
         return f"rotary_dim={self.rotary_dim}, theta={self.theta:g}{scaling}"
+
+
+def llama3_inv_freq(inv_freq: Tensor, factor: float, original: int, low: float,
+                    high: float) -> Tensor:
+    """Llama 3.1's frequencies: long wavelengths interpolated, short ones kept, a smooth
+    blend between (HF ``_compute_llama3_parameters``, the same float32 arithmetic)."""
+    wavelength = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelength > original / low, inv_freq / factor, inv_freq)
+    smooth = (original / wavelength - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    middle = ~(wavelength < original / high) * ~(wavelength > original / low)
+    return torch.where(middle, blended, scaled)
 
 
 def yarn_inv_freq(pos_freqs: Tensor, dim: int, theta: float, factor: float, original: int,

@@ -152,9 +152,9 @@ def test_round_trip_identical(case, tmp_path):
         compare(dict(case, hf=reloaded), case["ours"])
 
 
-@pytest.mark.parametrize("kind", ["gpt2", "llama", "mistral", "qwen2"])
-@pytest.mark.parametrize("i", [0, 1])
-def test_greedy_generation_left_padded(kind, i):
+@pytest.mark.parametrize("kind, i", [(k, i) for k in ("gpt2", "llama", "mistral", "qwen2")
+                                     for i in range(2)] + [("llama", 2), ("llama", 3)])
+def test_greedy_generation_left_padded(kind, i):  # llama 2, 3: llama3 and yarn rope scaling
     hf, _ = make(kind, i)
     _, ours = txdsl.from_hf(hf)
     g = torch.Generator().manual_seed(3)

@@ -1,4 +1,4 @@
-"""RoPE scaling (linear, dynamic NTK, yarn) against Hugging Face's LlamaRotaryEmbedding built
+"""RoPE scaling (linear, dynamic NTK, yarn, llama3) against Hugging Face's LlamaRotaryEmbedding built
 from the same rope_parameters (``modeling_rope_utils.ROPE_INIT_FUNCTIONS``): inverse
 frequencies, attention scaling, cos/sin; dynamic through a growing sequence; a spec using
 yarn builds, decodes like its full forward and compiles fullgraph."""
@@ -28,7 +28,7 @@ def hf(rope_type: str, factor: float, fraction: float = 1.0, **extra):
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     params = {"rope_type": rope_type, "rope_theta": 500.0, "factor": factor, **extra}
-    if rope_type == "yarn":  # dynamic reads max_position_embeddings
+    if rope_type in ("yarn", "llama3"):  # dynamic reads max_position_embeddings
         params["original_max_position_embeddings"] = ORIGINAL
     if fraction != 1.0:
         params["partial_rotary_factor"] = fraction
@@ -46,6 +46,11 @@ CASES = [
      {"beta_fast": 16.0, "beta_slow": 2.0}),
     ("yarn", 2.0, 1.0, {"attention_factor": 1.3, "truncate": False},
      {"attention_factor": 1.3, "truncate": False}),
+    # Llama 3.1's own factors; at head_dim 16 and theta 500 some wavelengths fall in each
+    # of the three bands (kept, blended, divided), checked below
+    ("llama3", 8.0, 1.0, {}, {"low_freq_factor": 1.0, "high_freq_factor": 4.0}),
+    ("llama3", 4.0, 0.5, {"low_freq_factor": 2.0, "high_freq_factor": 8.0},
+     {"low_freq_factor": 2.0, "high_freq_factor": 8.0}),
 ]
 
 
@@ -68,6 +73,14 @@ def test_cos_sin_match_hf(scaling, factor, fraction, args, extra):
     assert (cos - unscaled).abs().max() > 1e-2  # the scaling really changes something
 
 
+def test_llama3_covers_its_three_bands():
+    rope = ours(theta=500.0, scaling="llama3", factor=8.0, original_context=ORIGINAL)
+    plain = ours(theta=500.0).inv_freq
+    ratio = plain / rope.inv_freq  # 1: kept, 8: divided, between: blended
+    assert (ratio == 1).any() and (ratio == 8).any()
+    assert ((ratio > 1.01) & (ratio < 7.99)).any()
+
+
 def test_dynamic_follows_a_growing_sequence_like_hf():
     rope = ours(theta=500.0, scaling="dynamic", factor=2.0, original_context=ORIGINAL)
     ref = hf("dynamic", 2.0)
@@ -88,6 +101,10 @@ def test_checks():
         args(scaling="yarn", factor=2.0).check(no_context)
     assert err.value.arg == "original_context"
     args(scaling="linear", factor=2.0).check(no_context)  # linear needs no context
+    with pytest.raises(ArgError, match="rope scaling llama3 needs the context"):
+        args(scaling="llama3", factor=8.0).check(no_context)
+    with pytest.raises(ArgError, match="needs high_freq_factor .4. above low_freq_factor .4."):
+        args(scaling="llama3", factor=8.0, low_freq_factor=4.0).check(DIMS)
     assert args(scaling="yarn", factor=4.0).param_count(DIMS) == 0
 
 

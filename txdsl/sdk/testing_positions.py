@@ -284,7 +284,7 @@ def _rope_factor_one(s: Subject) -> None:
     plain = tiny_model(_with(s, scaling=None, factor=1.0, attention_factor=None))
     ids, pos = _ids(), (torch.arange(T) + 40)[None].expand(B, T)  # inside the context
     want = _logits(plain, ids, position_ids=pos)
-    for scaling in ("linear", "dynamic", "yarn"):
+    for scaling in ("linear", "dynamic", "yarn", "llama3"):
         scaled = tiny_model(_with(s, scaling=scaling, factor=1.0, attention_factor=None,
                                   original_context=DIMS.context))
         _close(_logits(scaled, ids, position_ids=pos), want,
