@@ -16,11 +16,15 @@ L, H = "decoder.layers.{i}.", "model.layers.{i}."
 
 
 def llama_layout(ir) -> bool:
-    """A decoder-only model with RoPE on the stack, RMSNorm and SwiGLU (LLaMA's, Mistral's)."""
+    """A decoder-only model with RoPE on the stack, RMSNorm and SwiGLU in every layer
+    (LLaMA's, Mistral's); a layer with its own position scheme (``layer[3] { position =
+    none }``) doesn't fit: HF rotates every layer with the one RoPE."""
     layer = first_layer(ir)
     return (ir.encoder is None and layer is not None and ir.decoder.position is not None
-            and ir.decoder.position.kind == "rope" and layer.norm.kind == "rmsnorm"
-            and layer.ffn is not None and layer.ffn.kind == "swiglu")
+            and ir.decoder.position.kind == "rope"
+            and all(x.norm.kind == "rmsnorm" and x.ffn is not None and x.ffn.kind == "swiglu"
+                    and x.residual == "pre" and x.position is None and not x.no_position
+                    for x in ir.decoder.layers))
 
 
 class LLaMA(HFFamily):

@@ -125,6 +125,9 @@ model m {{
     ("attention = linear(heads: heads, bias: false)", None),
     ("attention.bias = true; attention.out_bias = false", "Qwen2ForCausalLM"),
     ("attention.bias = true", None),  # a bias on o_proj too: neither Llama's mapping nor Qwen2
+    ("layer[1] { position = none }", None),  # HF rotates every layer
+    ("layer[1] { ffn = mlp(hidden: 64) }", None),
+    ("layer[1] { norm = layernorm }", None),
 ])
 def test_export_picks_the_architecture_from_every_layer(layers, arch):
     import txdsl
