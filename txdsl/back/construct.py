@@ -13,6 +13,8 @@ so estimates use exactly what construction uses):
   embedding position covers (``max_len`` less a padding offset);
 - ``heads``/``head_dim``: inside a stack, those of its layer-0 attention
   (RoPE rotates ``head_dim``, ALiBi has a slope per head); ``None`` outside.
+- ``residual``: inside a layer, its residual scheme (Luna's packed context is
+  normalised as the layer is); ``None`` outside.
 
 A layer with ``shares = j`` *is* layer ``j``'s module (ALBERT's cross-layer
 sharing, Lan et al. 2019): its parameters exist once.
@@ -30,7 +32,8 @@ from ..ir import Component, LayerIR, ModelIR, StackIR
 from ..registry import Registry
 from ..runtime import Embedding, Layer, Stack, TxModel
 from ..runtime.deepnorm import deepnorm_constants, deepnorm_init
-from ..front.dims import base_dims, component_args as _args, iter_components, stack_dims  # noqa: F401
+from ..front.dims import (base_dims, component_args as _args, iter_components,  # noqa: F401
+                          layer_dims, stack_dims)
 from ..sdk import ArgError, BuildContext, Dims, Target
 from .backends import BuildError
 from .select import KernelPlan, select
@@ -116,6 +119,8 @@ class _Builder:
 
     def layer(self, layer: LayerIR, dims: Dims, deepnorm: tuple[float, float] = (1.0, 1.0)
               ) -> Layer:
+        dims = layer_dims(layer, dims)
+
         def build(comp: Component | None) -> nn.Module | None:
             return self.component(comp, dims) if comp is not None else None
 

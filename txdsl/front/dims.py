@@ -8,6 +8,8 @@ and counted is exactly what is built:
   embedding position covers (``max_len`` less a padding offset);
 - ``heads``/``head_dim``: inside a stack, those of its layer-0 attention
   (RoPE rotates ``head_dim``, ALiBi has a slope per head); ``None`` outside.
+- ``residual``: inside a layer, its residual scheme (Luna's packed context is
+  normalised as the layer is); ``None`` outside.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Iterator
 from pydantic import ValidationError
 
 from ..errors import SpecError
-from ..ir import Component, ModelIR, StackIR
+from ..ir import Component, LayerIR, ModelIR, StackIR
 from ..registry import Registry
 from ..sdk import ComponentArgs, Dims
 
@@ -70,6 +72,11 @@ def stack_dims(stack: StackIR, base: Dims, registry: Registry) -> Dims:
                                    "layers": len(stack.layers)})
 
 
+def layer_dims(layer: LayerIR, dims: Dims) -> Dims:
+    """A layer's components' dims: its stack's, with the layer's residual scheme."""
+    return dims.model_copy(update={"residual": layer.residual})
+
+
 def layer_positions(stack: StackIR) -> list[Component]:
     """The distinct schemes layers chose instead of the stack's (``layer[...] { position =
     scheme(...) }``), in order of first use: one module each, computed once per forward."""
@@ -104,16 +111,16 @@ def iter_components(ir: ModelIR, registry: Registry) -> Iterator[tuple[str, Comp
         for layer in stack.layers:
             if layer.shares is not None:
                 continue
-            prefix = f"{stack.role}.layers.{layer.index}"
+            prefix, ldims = f"{stack.role}.layers.{layer.index}", layer_dims(layer, dims)
             for sub in ("attention", "cross_attention", "ffn"):
                 comp = getattr(layer, sub)
                 if comp is None:
                     continue
-                yield f"{prefix}.{sub}", comp, dims
+                yield f"{prefix}.{sub}", comp, ldims
                 if layer.norm is not None:
-                    yield f"{prefix}.{sub}_norm", layer.norm, dims
+                    yield f"{prefix}.{sub}_norm", layer.norm, ldims
                     if layer.residual == "sandwich":
-                        yield f"{prefix}.{sub}_norm_out", layer.norm, dims
+                        yield f"{prefix}.{sub}_norm_out", layer.norm, ldims
         if stack.final_norm is not None:
             yield f"{stack.role}.final_norm", stack.final_norm, dims
     for head in ir.heads:

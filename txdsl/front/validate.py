@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..errors import ErrorSink, SpecError
 from ..ir import Component, LayerIR, ModelIR, StackIR
-from .dims import base_dims, stack_dims
+from .dims import base_dims, layer_dims, stack_dims
 from ..registry import Registry
 from ..sdk.args import ArgError, Dims
 
@@ -87,7 +87,7 @@ def _validate(ir: ModelIR, registry: Registry, sink: ErrorSink, structure: bool)
             if layer.shares is not None:
                 continue
             for comp in (layer.norm, layer.attention, layer.cross_attention, layer.ffn):
-                check(comp, dims)
+                check(comp, layer_dims(layer, dims))
             _attention_use(layer.attention, registry, sink, causal=stack.causal, cross=False)
             _attention_use(layer.cross_attention, registry, sink, causal=False, cross=True)
         _residual_scores(stack, registry, sink)

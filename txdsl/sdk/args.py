@@ -46,6 +46,9 @@ class Dims(BaseModel):
     heads: PositiveInt | None = None  # for stack-level positions: the attention's heads
     head_dim: PositiveInt | None = None  # ... and its head size (RoPE rotates head_dim)
     layers: PositiveInt | None = None  # for stack-level positions: the stack's layer count
+    # inside a layer: its residual scheme, for a component that keeps a stream of its own
+    # beside the layer's (Luna's packed context normalises as the layer does)
+    residual: Literal["pre", "post", "sandwich", "deepnorm"] | None = None
 
 
 class ComponentArgs(BaseModel):
