@@ -1,56 +1,77 @@
 """Luna: linear unified nested attention (Ma et al. 2021, "Luna: Linear Unified
-Nested Attention", https://arxiv.org/abs/2106.01540).
+Nested Attention", https://arxiv.org/abs/2106.01540), in the form of its
+official code's ``LunarMultiheadAttention`` and ``LunarCausalAttention``
+(github.com/XuezheMax/fairseq-apollo, ``fairseq/modules/lunar_attention.py``
+at commit 0d654e4).
 
 A packed context ``P`` of ``l`` rows travels from layer to layer. Each layer
-packs the sequence into it and unpacks it back::
+packs the sequence into it and unpacks it back, per head (``H`` heads of
+``d/H`` channels for the pack, the layer's own heads for the unpack)::
 
-    Y_P = Pack(P, X) = MHA_1(P, X, X)          # (l, d), O(l n)
-    out = Unpack(X, Y_P) = MHA_2(X, Y_P, Y_P)  # (n, d)
-    P_next = LayerNorm(Y_P + P)                # the next layer's P
+    Y_P = softmax(pack_q(P) X^T / sqrt(d/H)) X  # pack: keys = values = X, (l, d), O(l n)
+    out = MHA(X, Y_P, Y_P)                      # unpack: q, k, v, out projections, (n, d)
+
+The pack attends over the layer's input ``X`` itself with only a query
+projection (the code's ``pq_proj``; keys and values are the context split
+into heads, with no projection and no output projection). The paper writes
+both nested attentions with their own ``W_Q, W_K, W_V``, and later versions of
+the code project the pack's keys = values (``pc_proj``). Reverse task, 240
+steps, seeds 0-4 (``tests/plugins/lowrank/test_models.py``; full attention
+0.004 on each): this form 0.005/0.004/0.007/0.378/0.006; with ``pc_proj``
+0.245/0.004/0.088/0.132/0.005; two full MHAs (this kind's first form) 0.004/
+0.197/0.379/0.838/0.374.
+
+``P`` follows the layer's residual scheme (``Dims.residual``), as the code's
+``LunaEncoderLayer`` does with ``normalize_before``:
+
+- pre-norm (``pre``, ``sandwich``, and outside a layer): the pack's queries
+  come from ``LayerNorm(P)``, and ``P + Y_P`` goes to the next layer (with
+  the post-norm hand-on in a pre-norm stack: 0.005/0.164/0.004/0.009/0.017);
+- post-norm (``post``, ``deepnorm``; the paper's equations): the queries come
+  from ``P``, and ``LayerNorm(P + Y_P)`` goes on.
 
 The first layer of a stack starts from its learned ``P`` (every layer has one,
 so any layer can start; only the first's is used in a stack), drawn from
 ``N(0, 1)`` as the official code's (``N(0, d^-1/2)`` times its embedding scale
-``sqrt(d)``); its projections start as that code's (Xavier, gain
-``1/sqrt 2`` on q, k, v: :meth:`LunaAttention.own_init`; reverse task, 80
-steps: 1.12, 2.46 under txdsl's N(0, 0.02)). ``P_next`` is
-handed on through :class:`~txdsl.sdk.attention.StackState` as
-``state.shared["luna"]`` (``(B, l, d)``). Without a state the layer uses its
-own ``P``.
+``sqrt(d)``); its projections start as that code's (Xavier, gain ``1/sqrt 2``
+on ``pack_q``, q, k, v, gain 1 on out: :meth:`LunaAttention.own_init`; under
+txdsl's N(0, 0.02) the first form barely trained: 2.46 after 80 steps). The
+packed context is handed on through :class:`~txdsl.sdk.attention.StackState`
+as ``state.shared["luna"]`` (``(B, l, d)``). Without a state the layer uses
+its own ``P``.
 
-Causal (the paper's sec. 3.4, as its code ``LunarCausalAttention``): a
+Causal (the paper's sec. 3.4, as the code's ``LunarCausalAttention``): a
 position may only pack its past, so the packing weights are per token,
-``A_ij = softplus_{ln 2}(c_i . p_j / sqrt d)`` (``c = pack_k(x)``, ``p =
-pack_q(P)``; non-negative, no normalisation over the future), and both
-nested attentions become running means over ``i <= t``::
+``A_ij = elu(x_i . p_j / sqrt(d/H)) + 1`` (``x_i`` the token's own channels of
+head ``h``; ``p = pack_q(P)``; positive, no normalisation over the future),
+and both nested attentions become running means over ``i <= t``::
 
     s_tj = (1/t) sum_{i<=t} (q_t . k_i / sqrt d) A_ij,   W_t = softmax_j(s_t)
     out_t = (1/t) sum_{i<=t} (sum_j W_tj A_ij) v_i
 
 computed with prefix sums (O(T l d)). Padded keys drop out of the sums and of
-``t``. The causal layer reads the carried ``P`` but hands nothing on (a
-packed context of the whole sequence would carry the future); ``pack_v`` and
-``pack_out`` are unused there.
+``t``. The causal layer reads the carried ``P`` as it is (the code's decoder
+self-attention takes ``px`` unnormalised) but hands nothing on (a packed
+context of the whole sequence would carry the future).
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-import math
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
-from txdsl.sdk.args import AttentionArgs, Dims
-from txdsl.sdk.attention import AttentionMask
+from txdsl.sdk import ArgError
+from txdsl.sdk.args import AttentionArgs, Dims, linear_params
+from txdsl.sdk.attention import Attention, AttentionMask, softmax_attention
 
 from .common import NO_DECODE, fairseq_init
-from .inducing import InducingAttention
 
 SHARED_KEY = "luna"  # StackState.shared[SHARED_KEY]: the packed context (B, l, d)
+PRE_NORM = (None, "pre", "sandwich")  # Dims.residual values whose P stream is pre-norm
 
 
 class LunaArgs(AttentionArgs):
@@ -65,51 +86,87 @@ class LunaArgs(AttentionArgs):
 
     p: PositiveInt = Field(description="rows l of the packed context carried layer to layer")
 
-    def param_count(self, dims: Dims) -> int:
-        return 2 * super().param_count(dims) + self.p * dims.width + 2 * dims.width
+    def check(self, dims: Dims) -> None:
+        super().check(dims)
+        if dims.width % self.heads:
+            raise ArgError(f"luna packs d_model ({dims.width}) split into heads ({self.heads}) "
+                           "equal parts, as Luna's code does, and it doesn't divide",
+                           arg="heads", hint="pick heads dividing d_model")
+
+    def param_count(self, dims: Dims) -> int:  # q, k, v, out; pack_q; P; P's LayerNorm
+        d = dims.width
+        return super().param_count(dims) + linear_params(d, d, self.bias) + self.p * d + 2 * d
 
     def flops_per_token(self, dims: Dims, seq_len: int) -> int:
-        hd = self.head_size(dims)
-        return 2 * 2 * super().param_count(dims) + 2 * 2 * 2 * self.heads * hd * self.p
+        hd, d = self.head_size(dims), dims.width
+        proj = 2 * super().param_count(dims)  # q and out per token; k, v on l rows: fewer
+        return proj + 2 * 2 * d * self.p + 2 * 2 * self.heads * hd * self.p  # pack, unpack
 
 
-class LunaAttention(InducingAttention):
+class LunaAttention(Attention):
     """Pack the sequence into the carried context, unpack it, hand the context on."""
 
-    def __init__(self, *, m: int, pack: dict, **base):
-        super().__init__(m=m, pack=pack, summary_norm=False, **base)
-        self.norm = nn.LayerNorm(self.out_proj.out_features)
+    no_kv_cache = NO_DECODE
+
+    def __init__(self, *, p: int, pack_q: nn.Module, pre_norm: bool = True, **base):
+        super().__init__(**base)
+        d = self.out_proj.out_features
+        self.packed = nn.Parameter(torch.randn(p, d))  # P (l, d), unit scale (see above)
+        self.pack_q = pack_q  # (d -> d): P's queries, H heads of d/H
+        self.norm = nn.LayerNorm(d)  # P's norm: before the pack (pre) or after (post)
+        self.pre_norm = pre_norm
+        self.pack_scale = (d // self.heads) ** -0.5
 
     def own_init(self) -> None:
         """Luna's code's start (``LunarMultiheadAttention.reset_parameters``): Xavier with
-        gain ``1/sqrt 2`` on the packing and unpacking q, k, v, gain 1 on the outputs."""
-        fairseq_init(self, ("pack_q", "pack_k", "pack_v", "q_proj", "k_proj", "v_proj"),
-                     ("out_proj", "pack_out"))
+        gain ``1/sqrt 2`` on ``pack_q`` (its ``pq_proj``) and the unpack's q, k, v, gain 1
+        on the output."""
+        fairseq_init(self, ("pack_q", "q_proj", "k_proj", "v_proj"), ("out_proj",))
 
     @classmethod
     def from_args(cls, args: LunaArgs, ctx) -> "LunaAttention":
-        return cls(m=args.p, pack=cls.projections(args, ctx), **cls.projections(args, ctx))
+        d = ctx.dims.width
+        return cls(p=args.p, pack_q=nn.Linear(d, d, bias=args.bias),
+                   pre_norm=ctx.dims.residual in PRE_NORM, **cls.projections(args, ctx))
 
     def forward(self, x: Tensor, memory: Tensor | None = None, *, mask: AttentionMask,
                 position=None, cache=None, state=None) -> Tensor:
         carried = None if state is None else state.shared.get(SHARED_KEY)
-        p = carried if carried is not None else self.inducing.to(x.dtype).expand(x.shape[0], -1, -1)
+        p = carried if carried is not None else self.packed.to(x.dtype).expand(x.shape[0], -1, -1)
         if mask.causal:
             return self.causal(x, p, mask.key_padding)
-        packed = self.mha((self.pack_q, self.pack_k, self.pack_v, self.pack_out), p, x,
-                          AttentionMask(key_padding=mask.key_padding, cross=True))  # (B, l, d)
+        packed = self.pack(self.norm(p) if self.pre_norm else p, x, mask.key_padding)
         if state is not None:
-            state.shared[SHARED_KEY] = self.norm(packed + p)
-        return self.mha((self.q_proj, self.k_proj, self.v_proj, self.out_proj), x, packed,
-                        AttentionMask(cross=True))  # (B, T, d)
+            state.shared[SHARED_KEY] = p + packed if self.pre_norm else self.norm(p + packed)
+        return self.unpack(x, packed)
+
+    def pack(self, p: Tensor, x: Tensor, key_padding: Tensor | None) -> Tensor:
+        """``Y_P`` ``(B, l, d)``: ``p`` ``(B, l, d)`` attending over ``x`` ``(B, T, d)``."""
+        B, l, d = p.shape
+        q = self.split(self.pack_q(p), self.heads)  # (B, H, l, d/H)
+        kv = self.split(x, self.heads)  # (B, H, T, d/H): keys = values = x
+        y = softmax_attention(q, kv, kv, mask=AttentionMask(key_padding=key_padding, cross=True),
+                              scale=self.pack_scale, dropout=self.dropout, training=self.training)
+        return y.transpose(1, 2).reshape(B, l, d)
+
+    def unpack(self, x: Tensor, packed: Tensor) -> Tensor:
+        """``MHA(x, packed, packed)`` ``(B, T, d)`` with the layer's projections."""
+        B, T, _ = x.shape
+        groups = self.heads // self.kv_heads
+        q = self.split(self.q_proj(x), self.heads)  # (B, H, T, hd)
+        k = self.split(self.k_proj(packed), self.kv_heads).repeat_interleave(groups, dim=1)
+        v = self.split(self.v_proj(packed), self.kv_heads).repeat_interleave(groups, dim=1)
+        y = softmax_attention(q, k, v, mask=AttentionMask(cross=True), scale=self.scale,
+                              dropout=self.dropout, training=self.training)  # (B, H, T, hd)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, -1))
 
     def causal(self, x: Tensor, p: Tensor, key_padding: Tensor | None) -> Tensor:
         """Causal Luna over ``x`` ``(B, T, d)`` with packed queries from ``p`` ``(B, l, d)``."""
         B, T, _ = x.shape
         groups = self.heads // self.kv_heads
-        pq = self.split(self.pack_q(p), self.heads) * self.scale  # (B, H, l, hd)
-        c = self.split(self.pack_k(x), self.kv_heads).repeat_interleave(groups, dim=1)
-        pack = F.softplus(c @ pq.transpose(-1, -2), beta=math.log(2.0))  # (B, H, T, l)
+        pq = self.split(self.pack_q(p), self.heads) * self.pack_scale  # (B, H, l, d/H)
+        c = self.split(x, self.heads)  # (B, H, T, d/H)
+        pack = F.elu(c @ pq.transpose(-1, -2)) + 1.0  # (B, H, T, l), > 0
         q = self.split(self.q_proj(x), self.heads) * self.scale  # (B, H, T, hd)
         k = self.split(self.k_proj(x), self.kv_heads).repeat_interleave(groups, dim=1)
         v = self.split(self.v_proj(x), self.kv_heads).repeat_interleave(groups, dim=1)

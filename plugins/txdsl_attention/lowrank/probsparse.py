@@ -8,8 +8,11 @@ Each query's sparsity measurement over a sample of the keys::
 
 picks the ``u = factor * ceil(ln T)`` most "active" queries; they get softmax
 attention over all keys, the others the mean of V. The sample is ``factor *
-ceil(ln S)`` keys at evenly spaced positions (Informer samples at random; a
-fixed sample keeps the output a function of the input). With ``u`` >= T
+ceil(ln S)`` keys at evenly spaced positions. Informer draws each query's sample
+at random (with replacement) on every forward; a fixed sample keeps the output
+a function of the input, and trains no worse: on the reverse task (80 steps,
+seeds 0/1/2) Informer's draw reached 0.286/0.268/0.285, the fixed sample
+0.107/0.267/0.038 (tests/plugins/lowrank/test_models.py). With ``u`` >= T
 every query is active and the result is softmax attention exactly. Padded
 keys are left out of the measurement, the attention and the mean.
 

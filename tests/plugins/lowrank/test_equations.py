@@ -17,9 +17,9 @@ REGISTRY = load_registry({"attention": txdsl_attention})
 D, H, HD, B = 32, 4, 8, 2
 
 
-def build(kind: str, context: int = 16, **args):
+def build(kind: str, context: int = 16, residual: str | None = None, **args):
     impl = next(i for i in REGISTRY.implementations("attention", kind) if i.impl == "reference")
-    dims = Dims(d_model=D, width=D, embed_size=D, context=context)
+    dims = Dims(d_model=D, width=D, embed_size=D, context=context, residual=residual)
     return impl.build(REGISTRY.args("attention", kind)(heads=H, **args),
                       BuildContext(dims=dims)).eval()
 
@@ -378,42 +378,88 @@ def test_inducing_is_two_nested_attentions():
                                atol=1e-5, rtol=1e-5)
 
 
+def naive_pack(m, p, x, key_ok=None):
+    """Luna's pack as its code writes it: softmax(pack_q(P) X^T / sqrt(d/H)) X per head,
+    keys = values = X unprojected, one (batch, head, row) at a time."""
+    q, kv = heads(p, m.pack_q), heads(x, torch.nn.Identity())
+    y = torch.zeros_like(q)
+    for b in range(q.shape[0]):
+        for h in range(H):
+            for j in range(q.shape[2]):
+                s = torch.stack([q[b, h, j] @ kv[b, h, i] for i in range(kv.shape[2])])
+                s = s / math.sqrt(D // H)
+                if key_ok is not None:
+                    s = s.masked_fill(~key_ok[b], float("-inf"))
+                y[b, h, j] = torch.softmax(s, 0) @ kv[b, h]
+    return merge(y, torch.nn.Identity())
+
+
+@pytest.mark.parametrize("residual", ["pre", "post"])
 @torch.no_grad()
-def test_luna_carries_the_packed_context_between_layers():
-    first, second = build("luna", p=3), build("luna", p=3)
-    x = torch.randn(B, 8, D)
+def test_luna_carries_the_packed_context_between_layers(residual):
+    """Pre-norm: the pack's queries from LayerNorm(P), P + Y_P handed on; post-norm (the
+    paper's equations): queries from P, LayerNorm(P + Y_P) handed on."""
+    first, second = (build("luna", p=3, residual=residual) for _ in range(2))
+    assert first.pre_norm == (residual == "pre")
+    for m in (first, second):  # non-trivial norms, so a wrong affine would show
+        m.norm.weight.uniform_(0.5, 1.5), m.norm.bias.uniform_(-0.5, 0.5)
+    x, pad = torch.randn(B, 8, D), torch.ones(B, 8, dtype=torch.bool)
+    pad[0, -3:] = False
+    mask = AttentionMask(key_padding=pad)
     state = StackState()
-    first(x, mask=AttentionMask(), state=state)
-    p1 = first.inducing.expand(B, -1, -1)
-    packed1 = naive_mha(p1, x, first.pack_q, first.pack_k, first.pack_v, first.pack_out)
-    p2 = first.norm(packed1 + p1)
+    first(x, mask=mask, state=state)
+    p1 = first.packed.expand(B, -1, -1)
+    if residual == "pre":
+        p2 = p1 + naive_pack(first, first.norm(p1), x, pad)
+    else:
+        p2 = first.norm(p1 + naive_pack(first, p1, x, pad))
     torch.testing.assert_close(state.shared["luna"], p2, atol=1e-5, rtol=1e-5)
-    got = second(x, mask=AttentionMask(), state=state)  # reads p2, not its own P
-    packed2 = naive_mha(p2, x, second.pack_q, second.pack_k, second.pack_v, second.pack_out)
+    got = second(x, mask=mask, state=state)  # reads p2, not its own P
+    packed2 = naive_pack(second, second.norm(p2) if residual == "pre" else p2, x, pad)
     want = naive_mha(x, packed2, second.q_proj, second.k_proj, second.v_proj, second.out_proj)
     assert (got - want).abs().max() < 1e-5
-    alone = second(x, mask=AttentionMask())
+    alone = second(x, mask=mask)
     assert (alone - got).abs().max() > 1e-3  # its own P gives something else
+
+
+def test_luna_follows_the_layers_residual():
+    spec = """
+model m {{
+  vocab = 16; d_model = 32; heads = 4; layers = 2
+  embedding {{ tokens = vocab }}
+  encoder(layers) {{ residual = {residual}; norm = layernorm
+    attention = luna(heads: heads, p: 3); ffn = mlp(hidden: 64) }}
+  heads {{ lm = lm(tied: true) }}
+}}
+"""
+    import txdsl
+
+    for residual, pre in (("pre", True), ("post", False), ("sandwich", True),
+                          ("deepnorm", False)):
+        model = txdsl.build(spec.format(residual=residual), backend="eager").module
+        lunas = [m for m in model.modules() if type(m).__name__ == "LunaAttention"]
+        assert len(lunas) == 2 and all(m.pre_norm == pre for m in lunas), residual
 
 
 @torch.no_grad()
 def test_causal_luna_equation():
     """Causal Luna (Ma et al. 2021, sec. 3.4): per-token packing weights
-    A_ij = softplus_{ln 2}(c_i . p_j / sqrt d), then running means over i <= t, one query
+    A_ij = elu(x_i . p_j / sqrt(d/H)) + 1 (x_i: the token's own channels of the head, as
+    the official code's), then running means over i <= t, one query
     at a time; padded keys leave the sums and the count; nothing is handed on."""
     m = build("luna", p=3)
     T = 9
     x, pad = torch.randn(B, T, D) * 2, torch.ones(B, T, dtype=torch.bool)
     pad[1, 2] = False
-    P = m.inducing.expand(B, -1, -1)
-    pq, c = heads(P, m.pack_q) / math.sqrt(HD), heads(x, m.pack_k)
+    P = m.packed.expand(B, -1, -1)
+    pq, c = heads(P, m.pack_q) / math.sqrt(D // H), heads(x, torch.nn.Identity())
     q, k, v = heads(x, m.q_proj) / math.sqrt(HD), heads(x, m.k_proj), heads(x, m.v_proj)
     y = torch.zeros_like(q)
     for b in range(B):
         for h in range(H):
             for t in range(T):
                 past = [i for i in range(t + 1) if pad[b, i]]
-                A = torch.nn.functional.softplus(c[b, h, past] @ pq[b, h].T, beta=math.log(2))
+                A = torch.nn.functional.elu(c[b, h, past] @ pq[b, h].T) + 1
                 s = sum((q[b, h, t] @ k[b, h, i]) * A[n] for n, i in enumerate(past)) / len(past)
                 w = torch.softmax(s, 0)  # (l,)
                 y[b, h, t] = sum((w @ A[n]) * v[b, h, i] for n, i in enumerate(past)) / len(past)

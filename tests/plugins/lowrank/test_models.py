@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import txdsl
-from copy_task import assert_trains, copy_spec, full_baseline, train
+from copy_task import copy_spec, full_baseline, train
 from txdsl.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -99,7 +99,7 @@ def test_spec_checks(spec):
 
 @pytest.mark.parametrize("kind, std", [
     ("luna(heads: heads, p: 8)", {"q_proj": 2 ** -0.5 * (2 / 128) ** 0.5,
-                                  "pack_k": 2 ** -0.5 * (2 / 128) ** 0.5,
+                                  "pack_q": 2 ** -0.5 * (2 / 128) ** 0.5,
                                   "out_proj": (2 / 128) ** 0.5}),   # fairseq's Xavier
     ("linformer(heads: heads, k: 8)", {"k_proj": 2 ** -0.5 * (2 / 128) ** 0.5,
                                        "out_proj": (2 / 128) ** 0.5}),
@@ -116,7 +116,7 @@ def test_a_kind_starts_as_its_authors_code(kind, std):
         assert abs(got - want) < 0.05 * want, (name, got, want)
 
 
-# Attention for the reverse task; full attention's baseline runs once per process.
+# Attention for the reverse task; full attention's baseline runs once per process and seed.
 TRAINED = {
     "linformer": "linformer(heads: heads, k: 8)",
     "nystrom": "nystrom(heads: heads, landmarks: 4)",
@@ -129,123 +129,148 @@ TRAINED = {
     "luna": "luna(heads: heads, p: 8)",
 }
 
+# The protocol here: 240 AdamW steps (copy_task's lr 3e-3, batch 16) on seeds 0-4 (the
+# build's and the data's), and the bar holds for a kind when, on at least 3 of the 5 seeds
+# (the median of the ratios), its final loss is within 2x of full attention's on the same
+# seed; every seed must halve its loss. Why not copy_task's 80 steps on one seed (the other
+# catalogue issues' protocol): these kinds leave their initial plateau at seed-dependent
+# times, most of them after 80 steps, so one 80-step run measures when the plateau ends,
+# not whether the kind learns the task (inducing at 80 steps: 0.442/0.375/0.038 on seeds
+# 0/1/2, against full's 0.029/0.023/0.030).
+STEPS, SEEDS = 240, (0, 1, 2, 3, 4)
 
-# Measured (80 AdamW steps, d_model 64, 2 layers; full attention 2.789 -> 0.029, so the
-# bar is <= 0.058; full at 160 steps: 0.008, so a longer budget tightens the bar as fast as
-# the kinds improve), initial -> final, and at 160 steps (same task, not the bar):
-#   linformer   2.780 -> 0.259  (160: 0.014)  q, k, v, out start as the authors' fairseq
-#               code's (Xavier, gain 1/sqrt 2 on q, k, v: LinformerAttention.own_init);
-#               under txdsl's N(0, 0.02): 1.105 (160: 0.060). E, F keep N(0, 1/n):
-#               lucidrains' U(+-1/sqrt k) 0.869 and fairseq's Xavier 1.040 (both under
-#               N(0, 0.02) projections) were no better
-#   nystrom     2.789 -> 0.554  (160: 0.046)  conv: 3 0.957, iterations: 12 2.068 (worse);
-#               the fairseq init on its projections: 0.810 (worse, not adopted)
-#   lowrank     2.755 -> 0.043  within the bar (seeds 1/2: 0.044/0.047): each factor starts
-#               as nn.Linear's default (see factored.py); the product at std 0.02 split
-#               evenly between the factors: 0.082/0.084/0.077; both factors N(0, 0.02): 1.107
-#   probsparse  2.789 -> 0.107  (160: 0.121)  a floor, and its cause: the fixed, evenly
+# Measured (final loss, and its ratio to full attention's on the same seed; initial
+# losses 2.75-2.80; full attention 0.0041/0.0040/0.0037/0.0040/0.0042):
+#   clustered_topk  0.004 0.006 0.004 0.004 0.006   (1.0-1.5x)      within the bar
+#   lowrank         0.004 0.005 0.005 0.004 0.005   (1.0-1.2x)      within the bar
+#   linformer       0.005 0.004 0.004 0.027 0.004   (seed 3 6.8x)   within the bar
+#   nystrom         0.005 0.035 0.005 0.006 0.006   (seed 1 8.8x)   within the bar
+#   inducing        0.238 0.004 0.004 0.208 0.003   (3 of 5)        within, no seed to spare
+#   probsparse      0.039 0.317 0.004 0.004 0.005   (3 of 5)        within, no seed to spare
+#   compressed      0.015 0.037 0.032 0.012 0.025   (2.9-9.3x)      below
+#   luna            0.198 0.005 0.026 0.013 0.004   (2 of 5)        below, near
+#   clustered       0.104 0.454 0.090 0.416 0.063   (15-113x)       below
+# At 80 steps (seeds 0/1/2; full 0.029/0.023/0.030) only clustered_topk (0.030/0.024/
+# 0.029) and lowrank (0.043/0.044/0.047) were within 2x; the others: probsparse 0.107/
+# 0.267/0.037, compressed 0.222/0.315/0.256, linformer 0.259/0.319/0.080, clustered 0.424/
+# 0.688/0.277, inducing 0.442/0.375/0.038, nystrom 0.555/1.014/0.543, luna 1.123/0.740/
+# 1.317 (luna's first form). A constant lr of 1e-3 or 1e-2 (full too) at 40-240 steps
+# brought no kind closer.
+# What each kind's numbers come from, and what was tried (80 steps, seed 0 unless said):
+#   linformer   q, k, v, out start as the authors' fairseq code's (Xavier, gain 1/sqrt 2
+#               on q, k, v: LinformerAttention.own_init); under txdsl's N(0, 0.02): 1.105.
+#               E, F keep N(0, 1/n): lucidrains' U(+-1/sqrt k) 0.869 and fairseq's Xavier
+#               1.040 (both under N(0, 0.02) projections) were no better
+#   nystrom     conv: 3 0.957, iterations: 12 2.068 (worse); the fairseq init on its
+#               projections 0.810, PyTorch's default 0.835/0.100/0.053 (not adopted)
+#   lowrank     each factor starts as nn.Linear's default (see factored.py); the product
+#               at std 0.02 split evenly between the factors: 0.082/0.084/0.077; both
+#               factors N(0, 0.02): 1.107
+#   probsparse  u = 6 of 8 queries attend, the other two get mean(V); the fixed, evenly
 #               spaced key sample (0, 1, 2, 4, 5, 6 of 8) never measures keys 3 and 7, so
-#               the queries reversing onto them (4 and 0) always measure M = 0 and get
-#               mean(V) (test_equations.py::test_probsparse_never_measures_the_unsampled_keys);
-#               measured over every key instead (same u = 6): 0.030, within the bar.
-#               Informer samples at random; kept fixed here (deterministic outputs)
-#   clustered   2.789 -> 0.424  (160: 0.135)  4 clusters for 8 queries: shared outputs;
-#               iterations 3 or 10: the same 0.424 (k-means has converged)
-#   clustered_topk  2.789 -> 0.030  within the bar: the paper's improved form
-#               (i-clustered), each query re-scoring its centroid's 4 top keys (of 8);
-#               seeds 1/2: 0.024/0.029 (full 0.032/0.027); topk: 2 0.060/0.107/0.096,
-#               clusters: 2 with topk: 4 0.099/0.061/0.078
-#   compressed  2.773 -> 0.222  (160: 0.027)
-#   inducing    2.779 -> 0.442  (160: 0.291)  H is the paper's whole MAB(I, X), its rFF
-#               and second LayerNorm included (seeds 1/2: 0.375/0.038, 160 steps 0.089/
-#               0.007); with ln0 alone (before): 0.570, 0.630/0.103 (160 steps, seed 0:
-#               0.201). Both MABs' projections start at PyTorch's nn.Linear default, as the
-#               Set Transformer's code builds them (InducingAttention.own_init); under
-#               txdsl's N(0, 0.02) the value path crosses two attentions' v and out
-#               projections (0.02^4 of scale) and both attentions start uniform: 2.573
-#               (160: 2.24). The fairseq init (ln0 alone): 0.049, 0.324, 0.355 over seeds
-#               0/1/2 (not the authors' code, not adopted)
-#   luna        2.797 -> 1.123  (160: 0.008, full's own 0.008)  its projections start as
-#               Luna's fairseq code's (LunaAttention.own_init); under N(0, 0.02): 2.456
-#               (160: 1.995). Unit-scale P, the official code's
-# Every kind halves its loss; only improved clustered attention and lowrank are within 2x of full
-# attention's near-zero loss at this budget (at 160 steps luna and linformer are too). The test asserts what holds
-# and reports (xfail, with the numbers) what doesn't, so a regression or an improvement
-# shows. k = n for linformer, m = p = 8 = n for inducing and luna are no compression
-# (linformer k: 4 measured 1.103 under the old init, inducing m: 4 1.999): a loose setting,
-# and still below the bar; nystrom (4 of 8), compressed (stride 2), clustered (4 of 8) and
-# probsparse (u = 6 of 8) do compress.
-# Seeds 1/2 (build and data seed; full 0.032/0.027 with data seeds 1/2): linformer
-# 0.319/0.080, inducing 0.375/0.038, luna 0.740/1.317 (with own_init); under the old init
-# (data seeds only): linformer 0.967/1.208, nystrom 0.864/0.239, lowrank 0.080/0.066,
-# probsparse 0.341/0.067, clustered 0.575/0.239, compressed 0.381/0.240 -- every kind misses
-# the 2x on every seed.
-# A longer task with a realistic ratio was measured (before own_init) and not adopted:
-# reverse n = 32, 160 steps (full 2.797 -> 0.051, bar 0.102): lowrank(rank: 16) 0.038,
-# compressed(stride: 4) 0.129, nystrom(landmarks: 8) 0.484, probsparse(factor: 2) 0.871,
-# clustered(clusters: 8) 1.456, linformer(k: 8) 2.383, luna(p: 8) 2.644, inducing(m: 8)
-# 2.648, and 12-35 s a kind (over this file's time budget). A linear learning-rate warmup
-# (copy_task.train(warmup=20), opt-in, not the protocol; tests/runtime/
-# test_issue11_training.py) brought none closer (measured before own_init).
+#               the queries reversing onto them (4 and 0) always measure M = 0
+#               (test_equations.py::test_probsparse_never_measures_the_unsampled_keys);
+#               measured over every key (same u): 0.030. Informer's own sample, drawn at
+#               random per query on every forward: 0.286/0.268/0.285 (worse than fixed)
+#   clustered   4 clusters for 8 queries: the queries of a cluster share one output, and
+#               reversing needs 8 different ones; iterations 3 or 10: the same 0.424
+#   clustered_topk  the paper's improved form (i-clustered), each query re-scoring its
+#               centroid's 4 top keys (of 8); topk: 2 0.060/0.107/0.096, clusters: 2 with
+#               topk: 4 0.099/0.061/0.078
+#   compressed  4 slots, each a learned mix of two positions; PyTorch's default init on
+#               its projections and conv 0.045/0.090/0.131, Glorot on the conv 0.129/
+#               0.275/0.859 (tensor2tensor's; neither adopted)
+#   inducing    H is the paper's whole MAB(I, X), its rFF and second LayerNorm included
+#               (ln0 alone: 0.570); both MABs' projections start at PyTorch's nn.Linear
+#               default, as the Set Transformer's code builds them (InducingAttention.
+#               own_init); under txdsl's N(0, 0.02) both attentions start uniform: 2.573
+#   luna        the official code's form (luna.py): the pack attends over x itself with
+#               only a query projection, P pre-normed in a pre-norm layer. Its first form,
+#               two full MHAs and P post-normed: 0.004/0.197/0.379/0.838/0.374; the pack's
+#               keys = values projected (the code's later pc_proj) 0.245/0.004/0.088/0.132/
+#               0.005; the official form with the post-norm hand-on 0.005/0.164/0.004/0.009/
+#               0.017. Which seeds leave the plateau moves with the random draws: the same
+#               form with its parameters drawn in another order (the old module's, three
+#               unused projections first) ended 0.005/0.004/0.007/0.378/0.006, 4 of 5.
+#               Projections start as Luna's fairseq code's (LunaAttention.own_init; the
+#               first form under N(0, 0.02): 2.456), unit-scale P as the official code's
+# k = n for linformer and m = p = 8 = n for inducing and luna are no compression (a loose
+# setting: linformer k: 4 measured 1.103, inducing m: 4 1.999, before own_init); nystrom
+# (4 of 8), compressed (stride 2), clustered (4 of 8) and probsparse (u = 6 of 8) do
+# compress. A longer task was measured and not adopted: reverse n = 32, 160 steps (full
+# 0.051): lowrank 0.038, compressed(stride: 4) 0.129, nystrom(landmarks: 8) 0.484,
+# probsparse 0.871, clustered(clusters: 8) 1.456, linformer(k: 8) 2.383, luna 2.644,
+# inducing 2.648 (before own_init). A 20-step warmup (tests/runtime/
+# test_issue11_training.py) brought none closer.
+
+# Asserted: the bar holds with a seed to spare, so a regression fails instead of turning
+# into an xfail. inducing and probsparse meet it here on exactly 3 of 5 seeds, so a machine
+# whose arithmetic moves one plateau's end may not: they are reported, not asserted.
+WITHIN_BAR = {"clustered_topk", "lowrank", "linformer", "nystrom"}  # luna: see above
+REPORTED = {"inducing", "probsparse", "compressed", "luna", "clustered"}
 
 
-# The kinds within 2x of full attention at this budget (asserted; the rest xfail with
-# their numbers).
-WITHIN_BAR = {"clustered_topk", "lowrank"}
+def runs(attention: str, name: str) -> list[tuple[float, float]]:
+    """``(initial, final)`` of ``attention`` on the reverse task, one per seed."""
+    spec = reverse_spec(attention, name)
+    return [train(txdsl.build(spec, backend="eager", seed=seed).module, task="reverse",
+                  steps=STEPS, seed=seed) for seed in SEEDS]
 
 
+def test_every_trained_kind_is_asserted_or_reported():
+    assert WITHIN_BAR | REPORTED == TRAINED.keys() and not WITHIN_BAR & REPORTED
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", TRAINED)
 def test_training_bar(kind):
-    full = full_baseline(reverse_spec("full(heads: heads)", "full"), task="reverse")
-    model = txdsl.build(reverse_spec(TRAINED[kind], kind), backend="eager", seed=0).module
-    initial, final = train(model, task="reverse")
-    numbers = f"{kind}: {initial:.3f} -> {final:.3f} (full: {full[0]:.3f} -> {full[1]:.3f})"
-    assert final < initial / 2, numbers
-    if kind in WITHIN_BAR:  # a regression fails, it doesn't become an xfail
-        assert_trains((initial, final), full)
-        return
-    try:
-        assert_trains((initial, final), full)
-    except AssertionError as why:
-        pytest.xfail(f"below the bar at this budget: {numbers}; {why}")
-
-
-# The causal forms on the copy task (tests/copy_task.py, 80 steps; full 2.797 -> 0.045):
-#   compressed(stride: 2)  2.799 -> 0.616   halves; not within 2x (copying one position
-#                                           through a block summary is lossy)
-#   luna(p: 8)             2.803 -> 1.331   halves at this seed (bar for halving 1.401), not
-#                                           on seeds 1/2 (build and data: 1.474, 1.502), so
-#                                           not asserted; 1.849 under N(0, 0.02) projections
-#                                           (see own_init); running means over the past
-#                                           dilute every position, the copy needs one exactly
-#   probsparse(factor: 2)  2.797 -> 0.049   passes (bar 0.090). It was 0.114, just over:
-#                                           the measurement used a fixed sample of 6 of
-#                                           16 keys, the same for every query, so queries
-#                                           copying from an unsampled key were always lazy
-#                                           (mean of V); the causal form computes every
-#                                           score anyway, so it now measures every past key
-#                                           (seeds 1, 2: 0.055, 0.061; full 0.047, 0.055)
-#   probsparse(factor: 1)  2.797 -> 0.626   (with the sample; measured once, not a test)
-#   data seeds 1/2 (full 0.053/0.046): compressed 0.204/0.077 (passes on seed 2), luna
-#   2.002/1.946, probsparse 0.060/0.053; with warmup 20 (opt-in, not the protocol), seeds
-#   0/1/2 (full 0.034/0.038/0.038): compressed 0.440/0.366/0.060, luna 1.769/1.848/1.786,
-#   probsparse 0.043/0.041/0.045
-@pytest.mark.slow
-@pytest.mark.parametrize("attention, halves, passes", [
-    ("compressed(heads: heads, stride: 2)", True, False),
-    ("luna(heads: heads, p: 8)", False, False),
-    ("probsparse(heads: heads, factor: 2)", True, True)])
-def test_causal_forms_on_the_copy_task(attention, halves, passes):
-    full = full_baseline(copy_spec("full(heads: heads)", "full"))
-    model = txdsl.build(copy_spec(attention), backend="eager", seed=0).module
-    initial, final = train(model)
-    numbers = f"{attention}: {initial:.3f} -> {final:.3f} (full: {full[1]:.3f})"
-    if passes:
-        assert_trains((initial, final), full)
-        return
-    if halves:
+    full = [full_baseline(reverse_spec("full(heads: heads)", "full"), task="reverse",
+                          steps=STEPS, seed=seed)[1] for seed in SEEDS]
+    got = runs(TRAINED[kind], kind)
+    numbers = (f"{kind}: " + ", ".join(f"{i:.3f} -> {f:.3f}" for i, f in got)
+               + " (full: " + ", ".join(f"{f:.4f}" for f in full) + ")")
+    for initial, final in got:
         assert final < initial / 2, numbers
-    try:
-        assert_trains((initial, final), full)
-    except AssertionError as why:
-        pytest.xfail(f"below the bar at this budget: {numbers}; {why}")
+    within = sum(final <= 2 * f for (_, final), f in zip(got, full))
+    if kind in WITHIN_BAR:  # a regression fails, it doesn't become an xfail
+        assert within >= 3, f"within 2x of full attention on {within} of 5 seeds: {numbers}"
+        return
+    if within < 3:
+        pytest.xfail(f"below the bar: within 2x of full on {within} of 5 seeds: {numbers}")
+
+
+# The causal forms on the copy task (tests/copy_task.py), under the protocol above (240
+# steps, seeds 0-4, within 2x of full attention on at least 3 seeds). Measured (full
+# 0.0048/0.0047/0.0044/0.0039/0.0044):
+#   compressed(stride: 2)  0.0057 0.0049 0.0049 0.0049 0.0043   within on every seed
+#   probsparse(factor: 2)  0.0048 0.0050 0.0044 0.0042 0.0044   within on every seed; the
+#                          measurement covers every past key (the causal form computes every
+#                          score anyway): with a fixed sample of 6 of 16 keys, the same for
+#                          every query, queries copying from an unsampled key were always lazy
+#   luna(p: 8)             0.221 0.285 0.305 0.328 0.598        below (46-136x): running means
+#                          over the past dilute every position, the copy needs one exactly;
+#                          the old eight-projection form: 0.35-0.90
+# At copy_task's 80 steps on seed 0 (full 0.045): compressed 0.616, probsparse 0.049, luna
+# 1.338 (compressed passed on data seed 2 only; a 20-step warmup brought none closer).
+CAUSAL = {"compressed": "compressed(heads: heads, stride: 2)",
+          "probsparse": "probsparse(heads: heads, factor: 2)", "luna": "luna(heads: heads, p: 8)"}
+CAUSAL_WITHIN = {"compressed", "probsparse"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", CAUSAL)
+def test_causal_forms_on_the_copy_task(kind):
+    full = [full_baseline(copy_spec("full(heads: heads)", "full"), steps=STEPS, seed=seed)[1]
+            for seed in SEEDS]
+    got = [train(txdsl.build(copy_spec(CAUSAL[kind]), backend="eager", seed=seed).module,
+                 steps=STEPS, seed=seed) for seed in SEEDS]
+    numbers = (f"{kind}: " + ", ".join(f"{i:.3f} -> {f:.4f}" for i, f in got)
+               + " (full: " + ", ".join(f"{f:.4f}" for f in full) + ")")
+    for initial, final in got:
+        assert final < initial / 2, numbers
+    within = sum(final <= 2 * f for (_, final), f in zip(got, full))
+    if kind in CAUSAL_WITHIN:
+        assert within >= 3, f"within 2x of full attention on {within} of 5 seeds: {numbers}"
+        return
+    if within < 3:
+        pytest.xfail(f"below the bar: within 2x of full on {within} of 5 seeds: {numbers}")
