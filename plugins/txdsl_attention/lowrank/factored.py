@@ -9,7 +9,10 @@ are each a product of two thin matrices, ``W = A B`` with ``A`` ``d x rank``
 and ``B`` ``rank x out``, and whose head size may be smaller than
 ``d_model / heads`` (``head_dim``): the attention matrix has rank at most
 ``head_dim``, so a wide head is wasted capacity when the length is short.
-Everything else (masks, positions, decode state, GQA) is full attention's.
+Everything else (masks, positions, decode state, GQA) is full attention's, and
+so are its implementations: ``reference`` (explicit matmuls) and ``sdpa``
+(PyTorch's fused kernel, preferred: no ``T x T`` matrix is held), one
+parameter layout for both.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from txdsl.sdk import AttentionArgs
 from txdsl.sdk.args import ArgError, Dims, linear_params
 
 from ..full import ReferenceAttention
+from ..sdpa import SDPAAttention
 
 
 class LowRankArgs(AttentionArgs):
@@ -85,13 +89,22 @@ def factored(d_in: int, d_out: int, rank: int, bias: bool) -> nn.Sequential:
     return nn.Sequential(Factor(d_in, rank, False), Factor(rank, d_out, bias))
 
 
-class LowRankAttention(ReferenceAttention):
-    """Exact softmax attention (the reference ``attend``) with factored projections."""
+class FactoredProjections:
+    """``from_args`` for an :class:`~txdsl.sdk.attention.Attention` subclass: its q, k, v
+    and out projections are :func:`factored`; the subclass's ``attend`` is the kernel."""
 
     @classmethod
-    def from_args(cls, args: LowRankArgs, ctx) -> "LowRankAttention":
+    def from_args(cls, args: LowRankArgs, ctx):
         d, hd, r, b = ctx.dims.width, args.head_size(ctx.dims), args.rank, args.bias
         h, h_kv = args.heads, args.n_kv_heads()
         return cls(heads=h, kv_heads=h_kv, head_dim=hd, q_proj=factored(d, h * hd, r, b),
                    k_proj=factored(d, h_kv * hd, r, b), v_proj=factored(d, h_kv * hd, r, b),
                    out_proj=factored(h * hd, d, r, b), scale=args.scale, dropout=args.dropout)
+
+
+class LowRankAttention(FactoredProjections, ReferenceAttention):
+    """Exact softmax attention with factored projections, explicit matmuls (``reference``)."""
+
+
+class LowRankSDPAAttention(FactoredProjections, SDPAAttention):
+    """The same through PyTorch's fused SDPA kernel (impl ``sdpa``)."""
