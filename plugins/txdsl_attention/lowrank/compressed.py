@@ -18,8 +18,9 @@ the raw keys of its own block up to itself, one softmax over both::
 
     head_t = softmax([q_t K'_{<b}^T, q_t K_{bs..t}^T] / sqrt d) [V'_{<b}; V_{bs..t}]
 
-O(T (T / stride + stride)) scores, and no future key reaches a query. A
-decode step would need the partial block's keys plus every finished slot:
+O(T (T / stride + stride)) scores, and no future key reaches a query; they are
+computed by SDPA's fused kernel in chunks of queries, so memory stays linear in
+T. A decode step would need the partial block's keys plus every finished slot:
 not kept (no decode state).
 """
 
@@ -37,6 +38,8 @@ from txdsl.sdk.args import Dims
 from txdsl.sdk.attention import Attention, masked_fill_value, repeat_kv
 
 from .common import NO_DECODE, key_weights
+
+CAUSAL_CHUNK = 1024  # queries per SDPA call in the causal form (rounded down to whole blocks)
 
 
 class CompressedArgs(AttentionArgs):
@@ -92,35 +95,42 @@ class CompressedAttention(Attention):
             return self.causal(q, k, v, w)
         k = repeat_kv(self.compress(self.conv_k, k), groups)  # (B, H, S', hd)
         v = repeat_kv(self.compress(self.conv_v, v), groups)
-        scores = (q @ k.transpose(-1, -2)).float() * self.scale  # (B, H, T, S')
-        if w is not None:
+        bias = None
+        if w is not None:  # a slot whose keys are all padded is masked
             slot = F.max_pool1d(F.pad(w[:, :, :, 0], (0, -S % self.stride)), self.stride)
-            scores = scores.masked_fill(slot[:, :, None] == 0, masked_fill_value(scores.dtype))
-        weights = F.dropout(torch.softmax(scores, dim=-1), p=self.dropout, training=self.training)
-        return (weights.to(v.dtype) @ v)  # (B, H, T, hd)
+            bias = torch.zeros(slot[:, :, None].shape, dtype=q.dtype, device=q.device)
+            bias = bias.masked_fill(slot[:, :, None] == 0, masked_fill_value(q.dtype))
+        return F.scaled_dot_product_attention(  # (B, H, T, hd), SDPA's fused kernel
+            q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0,
+            scale=self.scale)
 
     def causal(self, q: Tensor, k: Tensor, v: Tensor, w: Tensor | None) -> Tensor:
         """Earlier blocks compressed, the own block raw and causal; ``k``/``v``
-        ``(B, H_kv, T, hd)`` with padded keys zeroed, ``w`` ``(B, 1, T, 1)`` or ``None``."""
-        B, H, T, hd = q.shape
-        s, groups = self.stride, self.heads // self.kv_heads
+        ``(B, H_kv, T, hd)`` with padded keys zeroed, ``w`` ``(B, 1, T, 1)`` or ``None``.
+
+        Queries go through SDPA in chunks of whole blocks: a chunk's keys are the slots
+        that any of its queries may see, then its own raw keys, with an additive mask
+        ``(B|1, 1, C, slots + C)``; no score matrix is held (SDPA's fused kernel)."""
+        T, s, groups = q.shape[2], self.stride, self.heads // self.kv_heads
         kc = repeat_kv(self.compress(self.conv_k, k), groups)  # (B, H, N, hd)
         vc = repeat_kv(self.compress(self.conv_v, v), groups)
         k, v = repeat_kv(k, groups), repeat_kv(v, groups)  # (B, H, T, hd)
-        N, fill = kc.shape[2], masked_fill_value(torch.float32)
-        block = torch.arange(T, device=q.device) // s  # (T,) each query's block
-        comp = (q @ kc.transpose(-1, -2)).float() * self.scale  # (B, H, T, N)
-        comp = comp.masked_fill(torch.arange(N, device=q.device) >= block[:, None], fill)
-        pad = N * s - T
-        qb, kb, vb = (F.pad(t, (0, 0, 0, pad)).view(B, H, N, s, hd) for t in (q, k, v))
-        local = (qb @ kb.transpose(-1, -2)).float() * self.scale  # (B, H, N, s, s)
-        ok = torch.ones(s, s, dtype=torch.bool, device=q.device).tril()  # (s, s)
-        if w is not None:
-            real = F.pad(w[:, :, :, 0], (0, pad)).view(B, 1, N, 1, s) > 0
-            ok = ok & real
-        local = local.masked_fill(~ok, fill).reshape(B, H, N * s, s)[:, :, :T]  # (B, H, T, s)
-        weights = torch.softmax(torch.cat([comp, local], dim=-1), dim=-1)
-        weights = F.dropout(weights, p=self.dropout, training=self.training).to(v.dtype)
-        out = weights[..., :N] @ vc  # (B, H, T, hd): the compressed past
-        wl = F.pad(weights[..., N:], (0, 0, 0, pad)).view(B, H, N, s, s)
-        return out + (wl @ vb).reshape(B, H, N * s, hd)[:, :, :T]  # + the own block
+        chunk, fill = s * max(1, CAUSAL_CHUNK // s), masked_fill_value(q.dtype)
+        pos = torch.arange(T, device=q.device)
+        out = []
+        for t0 in range(0, T, chunk):
+            t1 = min(T, t0 + chunk)
+            n = (t1 - 1) // s  # slots 0 .. n-1: those of the blocks before the last query's
+            qt = pos[t0:t1, None]  # (C, 1) the chunk's query positions
+            see = torch.cat([torch.arange(n, device=q.device) < qt // s,  # earlier blocks
+                             (pos[t0:t1] <= qt) & (pos[t0:t1] // s == qt // s)], dim=1)
+            see = see[None, None]  # (1, 1, C, n + C)
+            if w is not None:  # a padded raw key is never seen (its slot is zeroed)
+                real = w[:, :, None, t0:t1, 0] > 0  # (B, 1, 1, C)
+                see = see & torch.cat([see.new_ones(real.shape[:3] + (n,)), real], dim=-1)
+            bias = torch.zeros(see.shape, dtype=q.dtype, device=q.device).masked_fill(~see, fill)
+            out.append(F.scaled_dot_product_attention(
+                q[:, :, t0:t1], torch.cat([kc[:, :, :n], k[:, :, t0:t1]], dim=2),
+                torch.cat([vc[:, :, :n], v[:, :, t0:t1]], dim=2), attn_mask=bias,
+                dropout_p=self.dropout if self.training else 0.0, scale=self.scale))
+        return out[0] if len(out) == 1 else torch.cat(out, dim=2)  # (B, H, T, hd)

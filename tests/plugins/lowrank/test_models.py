@@ -242,7 +242,7 @@ def test_training_bar(kind):
 # The causal forms on the copy task (tests/copy_task.py), under the protocol above (240
 # steps, seeds 0-4, within 2x of full attention on at least 3 seeds). Measured (full
 # 0.0048/0.0047/0.0044/0.0039/0.0044):
-#   compressed(stride: 2)  0.0057 0.0049 0.0049 0.0049 0.0043   within on every seed
+#   compressed(stride: 2)  0.0056 0.0049 0.0052 0.0049 0.0043   within on every seed
 #   probsparse(factor: 2)  0.0048 0.0050 0.0044 0.0042 0.0044   within on every seed; the
 #                          measurement covers every past key (the causal form computes every
 #                          score anyway): with a fixed sample of 6 of 16 keys, the same for
