@@ -60,6 +60,19 @@ VARIANTS: list[tuple[str, str, bool]] = [
     ("cosformer (causal)", "cosformer(heads: {heads}, chunk: 64)", True),
     ("linformer k256", "linformer(heads: {heads}, k: 256)", False),
     ("nystrom 64", "nystrom(heads: {heads}, landmarks: 64)", False),
+    # Low-rank parametrisation, prototypes and memory compression (issue 9), at their
+    # papers' settings where those scale: Liu et al.'s stride 3 in a decoder, Informer's
+    # factor 5, Vyas et al.'s (i-)clustered-100 with the top 32 keys, and 64 inducing points
+    # / packed tokens as nystrom's 64 landmarks. lowrank shrinks the projections, not the
+    # score matrix: it scales as full attention does.
+    ("lowrank d/8", "lowrank(heads: {heads}, rank: d_model // 8)", False),
+    ("compressed s3 (causal)", "compressed(heads: {heads}, stride: 3)", True),
+    ("inducing 64", "inducing(heads: {heads}, m: 64)", False),
+    ("luna 64", "luna(heads: {heads}, p: 64)", False),
+    ("probsparse c5", "probsparse(heads: {heads}, factor: 5)", False),
+    ("clustered 100", "clustered(heads: {heads}, clusters: 100, iterations: 10)", False),
+    ("i-clustered 100 top32", "clustered(heads: {heads}, clusters: 100, iterations: 10, "
+                              "topk: 32)", False),
     ("lsh 2x64 (causal)", "lsh(heads: {heads}, buckets: 64, rounds: 2, chunk: 64)", True),
     ("routing 8 (causal)", "routing(heads: {heads}, clusters: 8)", True),
     ("topk 64 (causal)", "topk(heads: {heads}, k: 64)", True),
@@ -299,6 +312,8 @@ def run(args: argparse.Namespace) -> dict:
             row[f"{mode}_time_exponent"] = fit_exponent([(T, r["median_s"]) for T, r in ok])
             row[f"{mode}_memory_exponent"] = fit_exponent([(T, r["peak_bytes"]) for T, r in ok])
         out["variants"].append(row)
+        order = {name: i for i, (name, _, _) in enumerate(VARIANTS)}  # a resumed row in place
+        out["variants"].sort(key=lambda v: order.get(v["name"], len(order)))
         save(args, out)
     return out
 
