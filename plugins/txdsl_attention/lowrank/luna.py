@@ -5,10 +5,11 @@ official code's ``LunarMultiheadAttention`` and ``LunarCausalAttention``
 at commit 0d654e4).
 
 A packed context ``P`` of ``l`` rows travels from layer to layer. Each layer
-packs the sequence into it and unpacks it back, per head (``H`` heads of
-``d/H`` channels for the pack, the layer's own heads for the unpack)::
+packs the sequence into it and unpacks it back, per head (``pheads`` heads
+``Hp`` of ``d/Hp`` channels for the pack, the code's projected attention heads,
+by default the layer's ``H``; the layer's own heads for the unpack)::
 
-    Y_P = softmax(pack_q(P) X^T / sqrt(d/H)) X  # pack: keys = values = X, (l, d), O(l n)
+    Y_P = softmax(pack_q(P) X^T / sqrt(d/Hp)) X  # pack: keys = values = X, (l, d), O(l n)
     out = MHA(X, Y_P, Y_P)                      # unpack: q, k, v, out projections, (n, d)
 
 The pack attends over the layer's input ``X`` itself with only a query
@@ -21,7 +22,8 @@ steps, seeds 0-4 (``tests/plugins/lowrank/test_models.py``; full attention
 its parameters drawn in another order: 0.005/0.004/0.007/0.378/0.006, so which
 seeds leave the plateau in time is close to a coin flip); with ``pc_proj``
 0.245/0.004/0.088/0.132/0.005; two full MHAs (this kind's first form) 0.004/
-0.197/0.379/0.838/0.374.
+0.197/0.379/0.838/0.374; ``pheads: 1`` 0.173/0.074/0.084/0.215/0.087, ``pheads: 2``
+0.095/0.008/0.026/0.003/0.004 (this form's default is ``pheads = heads = 4``).
 
 ``P`` follows the layer's residual scheme (``Dims.residual``), as the code's
 ``LunaEncoderLayer`` does with ``normalize_before``:
@@ -87,13 +89,21 @@ class LunaArgs(AttentionArgs):
     example: ClassVar[dict] = {"p": 4}
 
     p: PositiveInt = Field(description="rows l of the packed context carried layer to layer")
+    pheads: PositiveInt | None = Field(
+        default=None, description="heads of the pack attention (the code's "
+        "--encoder-projected-attention-heads: 1, 4 or 8 in its scripts); none: heads. The "
+        "causal form packs with heads, as the code's LunarCausalAttention")
+
+    def pack_heads(self) -> int:
+        return self.pheads or self.heads
 
     def check(self, dims: Dims) -> None:
         super().check(dims)
-        if dims.width % self.heads:
-            raise ArgError(f"luna packs d_model ({dims.width}) split into heads ({self.heads}) "
-                           "equal parts, as Luna's code does, and it doesn't divide",
-                           arg="heads", hint="pick heads dividing d_model")
+        for name, n in (("heads", self.heads), ("pheads", self.pack_heads())):
+            if dims.width % n:
+                raise ArgError(f"luna packs d_model ({dims.width}) split into {name} ({n}) "
+                               "equal parts, as Luna's code does, and it doesn't divide",
+                               arg=name, hint=f"pick {name} dividing d_model")
 
     def param_count(self, dims: Dims) -> int:  # q, k, v, out; pack_q; P; P's LayerNorm
         d = dims.width
@@ -110,14 +120,17 @@ class LunaAttention(Attention):
 
     no_kv_cache = NO_DECODE
 
-    def __init__(self, *, p: int, pack_q: nn.Module, pre_norm: bool = True, **base):
+    def __init__(self, *, p: int, pack_q: nn.Module, pre_norm: bool = True,
+                 pack_heads: int | None = None, **base):
         super().__init__(**base)
         d = self.out_proj.out_features
         self.packed = nn.Parameter(torch.randn(p, d))  # P (l, d), unit scale (see above)
         self.pack_q = pack_q  # (d -> d): P's queries, H heads of d/H
         self.norm = nn.LayerNorm(d)  # P's norm: before the pack (pre) or after (post)
         self.pre_norm = pre_norm
-        self.pack_scale = (d // self.heads) ** -0.5
+        self.pack_heads = pack_heads or self.heads  # the bidirectional pack's heads
+        self.pack_scale = (d // self.pack_heads) ** -0.5
+        self.causal_pack_scale = (d // self.heads) ** -0.5
 
     def own_init(self) -> None:
         """Luna's code's start (``LunarMultiheadAttention.reset_parameters``): Xavier with
@@ -129,7 +142,8 @@ class LunaAttention(Attention):
     def from_args(cls, args: LunaArgs, ctx) -> "LunaAttention":
         d = ctx.dims.width
         return cls(p=args.p, pack_q=nn.Linear(d, d, bias=args.bias),
-                   pre_norm=ctx.dims.residual in PRE_NORM, **cls.projections(args, ctx))
+                   pre_norm=ctx.dims.residual in PRE_NORM, pack_heads=args.pack_heads(),
+                   **cls.projections(args, ctx))
 
     def forward(self, x: Tensor, memory: Tensor | None = None, *, mask: AttentionMask,
                 position=None, cache=None, state=None) -> Tensor:
@@ -145,8 +159,8 @@ class LunaAttention(Attention):
     def pack(self, p: Tensor, x: Tensor, key_padding: Tensor | None) -> Tensor:
         """``Y_P`` ``(B, l, d)``: ``p`` ``(B, l, d)`` attending over ``x`` ``(B, T, d)``."""
         B, l, d = p.shape
-        q = self.split(self.pack_q(p), self.heads)  # (B, H, l, d/H)
-        kv = self.split(x, self.heads)  # (B, H, T, d/H): keys = values = x
+        q = self.split(self.pack_q(p), self.pack_heads)  # (B, Hp, l, d/Hp)
+        kv = self.split(x, self.pack_heads)  # (B, Hp, T, d/Hp): keys = values = x
         y = softmax_attention(q, kv, kv, mask=AttentionMask(key_padding=key_padding, cross=True),
                               scale=self.pack_scale, dropout=self.dropout, training=self.training)
         return y.transpose(1, 2).reshape(B, l, d)
@@ -166,7 +180,7 @@ class LunaAttention(Attention):
         """Causal Luna over ``x`` ``(B, T, d)`` with packed queries from ``p`` ``(B, l, d)``."""
         B, T, _ = x.shape
         groups = self.heads // self.kv_heads
-        pq = self.split(self.pack_q(p), self.heads) * self.pack_scale  # (B, H, l, d/H)
+        pq = self.split(self.pack_q(p), self.heads) * self.causal_pack_scale  # (B, H, l, d/H)
         c = self.split(x, self.heads)  # (B, H, T, d/H)
         pack = F.elu(c @ pq.transpose(-1, -2)) + 1.0  # (B, H, T, l), > 0
         q = self.split(self.q_proj(x), self.heads) * self.scale  # (B, H, T, hd)

@@ -401,16 +401,17 @@ def test_inducing_is_two_nested_attentions():
                                atol=1e-5, rtol=1e-5)
 
 
-def naive_pack(m, p, x, key_ok=None):
-    """Luna's pack as its code writes it: softmax(pack_q(P) X^T / sqrt(d/H)) X per head,
-    keys = values = X unprojected, one (batch, head, row) at a time."""
-    q, kv = heads(p, m.pack_q), heads(x, torch.nn.Identity())
+def naive_pack(m, p, x, key_ok=None, ph=H):
+    """Luna's pack as its code writes it: softmax(pack_q(P) X^T / sqrt(d/Hp)) X per pack
+    head (``ph`` of them), keys = values = X unprojected, one (batch, head, row) at a time."""
+    q = m.pack_q(p).view(p.shape[0], p.shape[1], ph, -1).transpose(1, 2)
+    kv = x.view(x.shape[0], x.shape[1], ph, -1).transpose(1, 2)
     y = torch.zeros_like(q)
     for b in range(q.shape[0]):
-        for h in range(H):
+        for h in range(ph):
             for j in range(q.shape[2]):
                 s = torch.stack([q[b, h, j] @ kv[b, h, i] for i in range(kv.shape[2])])
-                s = s / math.sqrt(D // H)
+                s = s / math.sqrt(D // ph)
                 if key_ok is not None:
                     s = s.masked_fill(~key_ok[b], float("-inf"))
                 y[b, h, j] = torch.softmax(s, 0) @ kv[b, h]
@@ -443,6 +444,22 @@ def test_luna_carries_the_packed_context_between_layers(residual):
     assert (got - want).abs().max() < 1e-5
     alone = second(x, mask=mask)
     assert (alone - got).abs().max() > 1e-3  # its own P gives something else
+
+
+@pytest.mark.parametrize("ph", [1, 2])
+@torch.no_grad()
+def test_luna_packs_with_its_own_heads(ph):
+    """``pheads`` (the code's projected attention heads) splits the pack, not the unpack."""
+    m = build("luna", p=3, pheads=ph)
+    x, pad = torch.randn(B, 8, D), torch.ones(B, 8, dtype=torch.bool)
+    pad[1, :2] = False
+    state = StackState()
+    got = m(x, mask=AttentionMask(key_padding=pad), state=state)
+    p = m.packed.expand(B, -1, -1)
+    packed = naive_pack(m, m.norm(p), x, pad, ph=ph)
+    torch.testing.assert_close(state.shared["luna"], p + packed, atol=1e-5, rtol=1e-5)
+    want = naive_mha(x, packed, m.q_proj, m.k_proj, m.v_proj, m.out_proj)
+    assert (got - want).abs().max() < 1e-5
 
 
 def test_luna_follows_the_layers_residual():

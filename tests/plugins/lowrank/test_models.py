@@ -73,6 +73,11 @@ def test_other_non_causal_kinds_are_refused_in_a_decoder(kind, args):
     assert "can't be used in a causal stack" in errors_of(f"{kind}(heads: heads{args})")
 
 
+def test_luna_pack_heads_must_divide_d_model():
+    msg = errors_of("luna(heads: heads, p: 4, pheads: 3)", stack="encoder")
+    assert "bad.tx:6:" in msg and "pheads (3)" in msg and "pick pheads dividing" in msg
+
+
 def test_linformer_needs_a_context():
     msg = errors_of("linformer(heads: heads, k: 8)", stack="encoder", context="")
     assert "needs the model's context" in msg and "bad.tx:6:" in msg
@@ -192,6 +197,9 @@ STEPS, SEEDS = 240, (0, 1, 2, 3, 4)
 #               0.017. Which seeds leave the plateau moves with the random draws: the same
 #               form with its parameters drawn in another order (the old module's, three
 #               unused projections first) ended 0.005/0.004/0.007/0.378/0.006, 4 of 5.
+#               The pack's own head count (pheads; the code's scripts use 1, 4 or 8): 1
+#               0.173/0.074/0.084/0.215/0.087, 2 0.095/0.008/0.026/0.003/0.004 (3 of 5, the
+#               same coin flip; not adopted).
 #               Projections start as Luna's fairseq code's (LunaAttention.own_init; the
 #               first form under N(0, 0.02): 2.456), unit-scale P as the official code's
 # k = n for linformer and m = p = 8 = n for inducing and luna are no compression (a loose
