@@ -2,12 +2,12 @@
 KV cache (growing).
 
 For each kind (``full`` with its preallocated KV cache, ``linear``, ``performer``
-with their constant-size recurrent state) and each position P (default 1k, 4k,
+with their constant-size recurrent state, causal ``luna`` with its running sums) and each position P (default 1k, 4k,
 16k): prefill P tokens, then time single-token decode steps (``model(x,
 past_key_values=cache)``), interleaved across kinds and positions (every cache
 prefilled first), median; tokens/s = 1 / median step time (batch 1). Also records
 each cache's bytes at P.
-Expected: flat tokens/s and bytes for ``linear``/``performer``, falling tokens/s
+Expected: flat tokens/s and bytes for ``linear``/``performer``/``luna``, falling tokens/s
 and growing bytes for ``full`` (its step reads all P cached keys).
 
 One process, eager, small model (rope positions so every kind takes the same
@@ -34,7 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 KINDS = {"full": "full(heads: heads)", "linear": "linear(heads: heads)",
-         "performer": "performer(heads: heads, features: 64)"}
+         "performer": "performer(heads: heads, features: 64)",
+         "luna": "luna(heads: heads, p: 16)"}
+# Luna's pack reads the raw input, so it takes no rotation: it gets learned positions in
+# the embedding instead (the same per-token cost, a table lookup).
+LEARNED_POSITIONS = {"luna"}
 SPEC = """
 model decode_{kind} {{
   vocab = {vocab}; d_model = {d_model}; heads = {heads}; layers = {layers}; context = {context}
@@ -55,6 +59,9 @@ def build(kind: str, args, context: int):
 
     text = SPEC.format(kind=kind, attention=KINDS[kind], vocab=args.vocab, d_model=args.d_model,
                        heads=args.heads, layers=args.layers, context=context)
+    if kind in LEARNED_POSITIONS:
+        text = text.replace("; position = rope", "").replace(
+            "tokens = vocab }", "tokens = vocab; position = learned(max_len: context) }")
     return txdsl.build(text, backend="eager", seed=args.seed).module.eval()
 
 

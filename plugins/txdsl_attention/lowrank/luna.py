@@ -57,6 +57,12 @@ computed with prefix sums (O(T l d)). Padded keys drop out of the sums and of
 ``t``. The causal layer reads the carried ``P`` as it is (the code's decoder
 self-attention takes ``px`` unnormalised) but hands nothing on (a packed
 context of the whole sequence would carry the future).
+
+Decoding (the code's ``incremental_causal_attention``): the three running sums,
+``sum k_i A_i^T`` ``(H, hd, l)``, ``sum A_i v_i^T`` ``(H, l, hd)`` and the count
+``t``, are all a step needs of the past: :class:`LunaState`, constant in size,
+so a step at token 10,000 costs what one at token 10 does. A bidirectional
+stack has no such state (its pack reads every position) and refuses one.
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ from txdsl.sdk import ArgError
 from txdsl.sdk.args import AttentionArgs, Dims, linear_params
 from txdsl.sdk.attention import Attention, AttentionMask, softmax_attention
 
-from .common import NO_DECODE, fairseq_init
+from .common import fairseq_init
 
 SHARED_KEY = "luna"  # StackState.shared[SHARED_KEY]: the packed context (B, l, d)
 PRE_NORM = (None, "pre", "sandwich")  # Dims.residual values whose P stream is pre-norm
@@ -84,7 +90,6 @@ class LunaArgs(AttentionArgs):
     accepts: ClassVar[frozenset[str]] = frozenset()
     unsupported: ClassVar[dict[str, str]] = {
         "cross": "its packed context is the stack's self-attention state",
-        "decode": NO_DECODE,
     }
     example: ClassVar[dict] = {"p": 4}
 
@@ -114,11 +119,15 @@ class LunaArgs(AttentionArgs):
         proj = 2 * super().param_count(dims)  # q and out per token; k, v on l rows: fewer
         return proj + 2 * 2 * d * self.p + 2 * 2 * self.heads * hd * self.p  # pack, unpack
 
+    def state_elements(self, dims: Dims, seq_len: int) -> int:
+        """Constant (the causal form's running sums, :class:`LunaState`): ``(H, hd, l)``,
+        ``(H, l, hd)`` and one count, whatever ``seq_len``."""
+        return 2 * self.heads * self.head_size(dims) * self.p + 1
+
 
 class LunaAttention(Attention):
     """Pack the sequence into the carried context, unpack it, hand the context on."""
 
-    no_kv_cache = NO_DECODE
 
     def __init__(self, *, p: int, pack_q: nn.Module, pre_norm: bool = True,
                  pack_heads: int | None = None, **base):
@@ -149,8 +158,10 @@ class LunaAttention(Attention):
                 position=None, cache=None, state=None) -> Tensor:
         carried = None if state is None else state.shared.get(SHARED_KEY)
         p = carried if carried is not None else self.packed.to(x.dtype).expand(x.shape[0], -1, -1)
+        if cache is not None:
+            return self.decode(x, p, mask, cache)
         if mask.causal:
-            return self.causal(x, p, mask.key_padding)
+            return self.causal(x, p, mask.key_padding)[0]
         packed = self.pack(self.norm(p) if self.pre_norm else p, x, mask.key_padding)
         if state is not None:
             state.shared[SHARED_KEY] = p + packed if self.pre_norm else self.norm(p + packed)
@@ -176,8 +187,33 @@ class LunaAttention(Attention):
                               dropout=self.dropout, training=self.training)  # (B, H, T, hd)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, -1))
 
-    def causal(self, x: Tensor, p: Tensor, key_padding: Tensor | None) -> Tensor:
-        """Causal Luna over ``x`` ``(B, T, d)`` with packed queries from ``p`` ``(B, l, d)``."""
+    def new_state(self, batch: int, capacity: int, *, device=None,
+                  dtype: torch.dtype = torch.float32) -> "LunaState":
+        """The causal form's constant-size decode state (the code's accumulated matrices)."""
+        return LunaState(batch, self.heads, self.head_dim, self.packed.shape[0],
+                         device=device, dtype=dtype)
+
+    def decode(self, x: Tensor, p: Tensor, mask: AttentionMask, cache: "LunaState") -> Tensor:
+        """A decoding step of causal Luna: the running sums go on from ``cache``."""
+        if not mask.causal or mask.patterns:
+            raise ValueError("luna decodes with its causal form's running sums: a "
+                             "bidirectional stack or a mask pattern can't decode with them "
+                             "(run without a cache)")
+        T = x.shape[1]
+        key_padding = mask.key_padding
+        if key_padding is not None:  # the whole capacity's padding: this step's slots
+            slots = (mask.q_slots if mask.q_slots is not None
+                     else torch.arange(T, device=x.device))
+            key_padding = key_padding[:, slots]
+        out, sums = self.causal(x, p, key_padding, cache.read())
+        cache.write(*sums)
+        return out
+
+    def causal(self, x: Tensor, p: Tensor, key_padding: Tensor | None,
+               start: tuple[Tensor, Tensor, Tensor] | None = None
+               ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """Causal Luna over ``x`` ``(B, T, d)`` with packed queries from ``p`` ``(B, l, d)``,
+        the running sums continued from ``start`` (a decode state's), returned at the end."""
         B, T, _ = x.shape
         groups = self.heads // self.kv_heads
         pq = self.split(self.pack_q(p), self.heads) * self.causal_pack_scale  # (B, H, l, d/H)
@@ -189,12 +225,48 @@ class LunaAttention(Attention):
         real = (torch.ones(B, T, device=x.device, dtype=x.dtype) if key_padding is None
                 else key_padding.to(x.dtype))[:, None, :, None]  # (B, 1, T, 1)
         pack = pack * real  # a padded token packs nothing
-        seen = torch.cumsum(real, dim=2).clamp(min=1.0)  # (B, 1, T, 1): t, real keys only
-        # s_tj = q_t . sum_{i<=t} k_i A_ij / t: running (hd, l) sums
+        # s_tj = q_t . sum_{i<=t} k_i A_ij / t: running (hd, l) and (l, hd) sums, t tokens
         ka = torch.cumsum(k[..., :, None] * pack[..., None, :], dim=2)  # (B, H, T, hd, l)
+        av = torch.cumsum(pack[..., :, None] * v[..., None, :], dim=2)  # (B, H, T, l, hd)
+        count = torch.cumsum(real, dim=2)  # (B, 1, T, 1): real tokens so far
+        if start is not None:
+            ka0, av0, count0 = start
+            ka, av = ka + ka0[:, :, None].to(ka.dtype), av + av0[:, :, None].to(av.dtype)
+            count = count + count0[:, :, None].to(count.dtype)
+        seen = count.clamp(min=1.0)
         scores = torch.einsum("bhtd,bhtdl->bhtl", q, ka) / seen
         weights = F.dropout(torch.softmax(scores.float(), dim=-1).to(x.dtype), p=self.dropout,
                             training=self.training)  # (B, H, T, l)
-        av = torch.cumsum(pack[..., :, None] * v[..., None, :], dim=2)  # (B, H, T, l, hd)
         y = torch.einsum("bhtl,bhtld->bhtd", weights, av) / seen  # (B, H, T, hd)
-        return self.out_proj(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, d)
+        out = self.out_proj(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, d)
+        return out, (ka[:, :, -1], av[:, :, -1], count[:, :, -1])
+
+
+class LunaState:
+    """Causal Luna's decode state for ``batch`` rows: the running sums of ``k_i A_i^T``
+    ``(B, H, hd, l)`` and ``A_i v_i^T`` ``(B, H, l, hd)`` and the count of real tokens
+    ``(B, 1, 1)``; constant size, as linear attention's (updated in place, so a compiled
+    step compiles once)."""
+
+    def __init__(self, batch: int, heads: int, head_dim: int, rows: int, *,
+                 device=None, dtype: torch.dtype = torch.float32):
+        self.ka = torch.zeros(batch, heads, head_dim, rows, device=device, dtype=dtype)
+        self.av = torch.zeros(batch, heads, rows, head_dim, device=device, dtype=dtype)
+        self.count = torch.zeros(batch, 1, 1, device=device, dtype=dtype)
+
+    def read(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self.ka, self.av, self.count
+
+    def write(self, ka: Tensor, av: Tensor, count: Tensor) -> None:
+        self.ka.copy_(ka)
+        self.av.copy_(av)
+        self.count.copy_(count)
+
+    def reorder(self, index: Tensor) -> None:
+        self.ka, self.av, self.count = self.ka[index], self.av[index], self.count[index]
+
+    def grow(self, capacity: int) -> None:
+        pass  # constant size
+
+    def nbytes(self) -> int:
+        return self.ka.nbytes + self.av.nbytes + self.count.nbytes

@@ -1,0 +1,84 @@
+"""Causal Luna decodes with a constant-size state (its code's accumulated matrices,
+:class:`~txdsl_attention.lowrank.luna.LunaState`) == the full forward, for 300 tokens;
+the state doesn't grow, and a left-padded row decodes as it does alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import txdsl
+from txdsl_attention.lowrank.luna import LunaState
+
+TINY = """
+model tiny {
+  vocab = 50; d_model = 32; heads = 4; layers = 2; context = 320
+  embedding { tokens = vocab; position = learned(max_len: context) }
+  decoder(layers) {
+    residual = pre; norm = layernorm
+    attention = luna(heads: heads, p: 6)
+    ffn = mlp(hidden: 64, act: gelu)
+    final_norm = layernorm
+  }
+  heads { lm = lm(tied: true) }
+}
+"""
+NEW = 300
+
+
+@pytest.fixture(scope="module")
+def model():
+    return txdsl.build(TINY, backend="eager", seed=0).module.eval()
+
+
+def prompt(B: int = 2, T: int = 5) -> torch.Tensor:
+    return torch.randint(1, 50, (B, T), generator=torch.Generator().manual_seed(0))
+
+
+@torch.no_grad()
+def test_greedy_generate_with_the_state_equals_recomputing(model):
+    cached = model.generate(prompt(), NEW)
+    assert cached.shape == (2, 5 + NEW)
+    out = model(cached[:, :5], use_cache=True)
+    cache, steps = out.past_key_values, [out.logits]
+    for t in range(5, 5 + NEW - 1):  # token for token: the step logits are the full forward's
+        out = model(cached[:, t:t + 1], past_key_values=cache, use_cache=True)
+        steps.append(out.logits)
+    full = model(cached[:, :-1]).logits
+    err = (torch.cat(steps, dim=1) - full).abs().max().item()
+    assert err < 1e-4, f"max |step - full| = {err:.2e}"
+    assert torch.equal(full[:, 4:].argmax(-1), cached[:, 5:])
+
+
+@torch.no_grad()
+def test_the_state_does_not_grow(model):
+    x = prompt()
+    cache = model(x[:, :1], use_cache=True).past_key_values
+    assert all(isinstance(s, LunaState) for s in cache.stack.self_attention)
+    before = cache.stack.nbytes()
+    for t in range(1, 5):
+        model(x[:, t:t + 1], past_key_values=cache, use_cache=True)
+    cache.stack.ensure(10_000)  # a longer capacity costs nothing
+    assert cache.stack.nbytes() == before
+    layer_elements = 2 * 4 * 8 * 6 + 1  # (H, hd, l) + (H, l, hd) + the count
+    assert before == 2 * 2 * layer_elements * 4  # 2 layers, batch 2, float32
+
+
+@torch.no_grad()
+def test_left_padded_batch_decodes_as_each_row_alone(model):
+    x = prompt(T=6)
+    mask = torch.ones_like(x)
+    mask[1, :2] = 0
+    got = model.generate(x.masked_fill(mask == 0, 0), 12, attention_mask=mask)
+    alone = model.generate(x[1:, 2:], 12)
+    assert torch.equal(got[1, 2:], alone[0])
+
+
+def test_a_bidirectional_luna_refuses_a_decode_state():
+    from txdsl.sdk.attention import AttentionMask
+
+    encoder = txdsl.build(TINY.replace("decoder(layers)", "encoder(layers)"),
+                          backend="eager", seed=0).module.encoder
+    attention = encoder.layers[0].attention
+    with pytest.raises(ValueError, match="bidirectional stack"):
+        attention(torch.randn(1, 2, 32), mask=AttentionMask(), cache=attention.new_state(1, 4))
