@@ -12,6 +12,8 @@ import pytest
 import torch
 
 import txdsl
+from decode_checks import (assert_left_padded_row_decodes_alone,
+                           assert_steps_equal_the_full_forward, prompt)
 from txdsl_attention.linear import RecurrentState
 
 TINY = """
@@ -43,27 +45,9 @@ def decoder(request):
     return request.param, built.module.eval()
 
 
-def prompt(B: int = 2, T: int = 5) -> torch.Tensor:
-    return torch.randint(1, 50, (B, T), generator=torch.Generator().manual_seed(0))
-
-
-@torch.no_grad()
 def test_greedy_generate_with_the_state_equals_recomputing(decoder):
     kind, model = decoder
-    x = prompt()
-    cached = model.generate(x, NEW)
-    assert cached.shape == (2, 5 + NEW)
-    # token for token: the step-by-step logits are the full forward's
-    out = model(cached[:, :5], use_cache=True)
-    cache, steps = out.past_key_values, [out.logits]
-    for t in range(5, 5 + NEW - 1):
-        out = model(cached[:, t:t + 1], past_key_values=cache, use_cache=True)
-        steps.append(out.logits)
-    full = model(cached[:, :-1]).logits
-    err = (torch.cat(steps, dim=1) - full).abs().max().item()
-    assert err < 1e-4, f"{kind}: max |step - full| = {err:.2e}"
-    # recomputing the whole prefix picks every generated token (greedy without a state)
-    assert torch.equal(full[:, 4:].argmax(-1), cached[:, 5:])
+    assert_steps_equal_the_full_forward(model, NEW, kind)
 
 
 @torch.no_grad()
@@ -84,12 +68,5 @@ def test_the_state_does_not_grow(decoder):
     assert before == 2 * 2 * layer_elements * 4  # 2 layers, batch 2, float32
 
 
-@torch.no_grad()
 def test_left_padded_batch_decodes_as_each_row_alone(decoder):
-    kind, model = decoder
-    x = prompt(T=6)
-    mask = torch.ones_like(x)
-    mask[1, :2] = 0
-    got = model.generate(x.masked_fill(mask == 0, 0), 12, attention_mask=mask)
-    alone = model.generate(x[1:, 2:], 12)
-    assert torch.equal(got[1, 2:], alone[0])
+    assert_left_padded_row_decodes_alone(decoder[1])

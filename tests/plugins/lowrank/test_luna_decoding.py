@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import txdsl
+from decode_checks import (assert_left_padded_row_decodes_alone,
+                           assert_steps_equal_the_full_forward, prompt)
 from txdsl_attention.lowrank.luna import LunaState
 
 TINY = """
@@ -31,23 +33,8 @@ def model():
     return txdsl.build(TINY, backend="eager", seed=0).module.eval()
 
 
-def prompt(B: int = 2, T: int = 5) -> torch.Tensor:
-    return torch.randint(1, 50, (B, T), generator=torch.Generator().manual_seed(0))
-
-
-@torch.no_grad()
 def test_greedy_generate_with_the_state_equals_recomputing(model):
-    cached = model.generate(prompt(), NEW)
-    assert cached.shape == (2, 5 + NEW)
-    out = model(cached[:, :5], use_cache=True)
-    cache, steps = out.past_key_values, [out.logits]
-    for t in range(5, 5 + NEW - 1):  # token for token: the step logits are the full forward's
-        out = model(cached[:, t:t + 1], past_key_values=cache, use_cache=True)
-        steps.append(out.logits)
-    full = model(cached[:, :-1]).logits
-    err = (torch.cat(steps, dim=1) - full).abs().max().item()
-    assert err < 1e-4, f"max |step - full| = {err:.2e}"
-    assert torch.equal(full[:, 4:].argmax(-1), cached[:, 5:])
+    assert_steps_equal_the_full_forward(model, NEW, "luna")
 
 
 @torch.no_grad()
@@ -64,14 +51,8 @@ def test_the_state_does_not_grow(model):
     assert before == 2 * 2 * layer_elements * 4  # 2 layers, batch 2, float32
 
 
-@torch.no_grad()
 def test_left_padded_batch_decodes_as_each_row_alone(model):
-    x = prompt(T=6)
-    mask = torch.ones_like(x)
-    mask[1, :2] = 0
-    got = model.generate(x.masked_fill(mask == 0, 0), 12, attention_mask=mask)
-    alone = model.generate(x[1:, 2:], 12)
-    assert torch.equal(got[1, 2:], alone[0])
+    assert_left_padded_row_decodes_alone(model)
 
 
 def test_a_bidirectional_luna_refuses_a_decode_state():

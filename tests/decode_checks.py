@@ -1,0 +1,40 @@
+"""Checks a decoder with a decode state passes, shared by the kinds' decoding tests:
+stepping with the state == the full forward, and a left-padded row == the row alone."""
+
+from __future__ import annotations
+
+import torch
+
+
+def prompt(B: int = 2, T: int = 5, vocab: int = 50) -> torch.Tensor:
+    return torch.randint(1, vocab, (B, T), generator=torch.Generator().manual_seed(0))
+
+
+@torch.no_grad()
+def assert_steps_equal_the_full_forward(model, new: int, what: str) -> None:
+    """Greedy ``generate`` of ``new`` tokens with the state; then the step-by-step logits
+    equal one forward over the generated sequence (no state), and its argmax picks every
+    generated token (greedy decoding by full forwards)."""
+    x = prompt()
+    T = x.shape[1]
+    cached = model.generate(x, new)
+    assert cached.shape == (2, T + new)
+    out = model(cached[:, :T], use_cache=True)
+    cache, steps = out.past_key_values, [out.logits]
+    for t in range(T, T + new - 1):
+        out = model(cached[:, t:t + 1], past_key_values=cache, use_cache=True)
+        steps.append(out.logits)
+    full = model(cached[:, :-1]).logits
+    err = (torch.cat(steps, dim=1) - full).abs().max().item()
+    assert err < 1e-4, f"{what}: max |step - full| = {err:.2e}"
+    assert torch.equal(full[:, T - 1:].argmax(-1), cached[:, T:])
+
+
+@torch.no_grad()
+def assert_left_padded_row_decodes_alone(model) -> None:
+    x = prompt(T=6)
+    mask = torch.ones_like(x)
+    mask[1, :2] = 0
+    got = model.generate(x.masked_fill(mask == 0, 0), 12, attention_mask=mask)
+    alone = model.generate(x[1:, 2:], 12)
+    assert torch.equal(got[1, 2:], alone[0])
