@@ -35,7 +35,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from pydantic import Field, NonNegativeInt, PositiveInt
-from torch import Tensor, nn
+from torch import Tensor
 
 from txdsl.sdk import ArgError, AttentionArgs, Dims
 from txdsl.sdk.args import linear_params

@@ -17,7 +17,7 @@ grouped-query form: keys are already shared by every head.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from pydantic import Field, PositiveInt

@@ -18,8 +18,6 @@ caching and positions unchanged.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import torch
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
