@@ -2,7 +2,8 @@
 KV cache (growing).
 
 For each kind (``full`` with its preallocated KV cache, ``linear``, ``performer``
-with their constant-size recurrent state, causal ``luna`` with its running sums) and each position P (default 1k, 4k,
+with their constant-size recurrent state, causal ``luna`` with its running sums,
+``compressed`` with its slots, a third of a KV cache) and each position P (default 1k, 4k,
 16k): prefill P tokens, then time single-token decode steps (``model(x,
 past_key_values=cache)``), interleaved across kinds and positions (every cache
 prefilled first), median; tokens/s = 1 / median step time (batch 1). Also records
@@ -35,7 +36,7 @@ import _common as C  # noqa: E402
 
 KINDS = {"full": "full(heads: heads)", "linear": "linear(heads: heads)",
          "performer": "performer(heads: heads, features: 64)",
-         "luna": "luna(heads: heads, p: 16)"}
+         "luna": "luna(heads: heads, p: 16)", "compressed": "compressed(heads: heads, stride: 3)"}
 # Luna's pack reads the raw input, so it takes no rotation: it gets learned positions in
 # the embedding instead (the same per-token cost, a table lookup).
 LEARNED_POSITIONS = {"luna"}

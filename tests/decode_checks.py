@@ -5,6 +5,25 @@ from __future__ import annotations
 
 import torch
 
+TINY = """
+model tiny {{
+  vocab = 50; d_model = 32; heads = 4; layers = 2; context = 320
+  embedding {{ tokens = vocab; position = learned(max_len: context) }}
+  {stack}(layers) {{
+    residual = pre; norm = layernorm
+    attention = {attention}
+    ffn = mlp(hidden: 64, act: gelu)
+    final_norm = layernorm
+  }}
+  heads {{ lm = lm(tied: true) }}
+}}
+"""
+
+
+def tiny_spec(attention: str, stack: str = "decoder") -> str:
+    """A two-layer model over a vocabulary of 50 with learned positions (context 320)."""
+    return TINY.format(attention=attention, stack=stack)
+
 
 def prompt(B: int = 2, T: int = 5, vocab: int = 50) -> torch.Tensor:
     return torch.randint(1, vocab, (B, T), generator=torch.Generator().manual_seed(0))

@@ -39,11 +39,11 @@ def test_gpt2_generate_check_only():
 
 
 def test_decode_scaling_check_only():
-    """Builds full / linear / performer / luna decoders and decodes after a tiny prefill (no
+    """Builds full / linear / performer / luna / compressed decoders and decodes after a tiny prefill (no
     timing)."""
     out = _check("decode_scaling.py")
     assert "| linear | 64 |" in out and "| performer | 64 |" in out and "| full | 64 |" in out
-    assert "| luna | 64 |" in out
+    assert "| luna | 64 |" in out and "| compressed | 64 |" in out
 
 def test_attention_scaling_quick(tmp_path):
     """``bench/attention_scaling.py --quick`` (two short lengths, tiny model) runs end to end:

@@ -3,7 +3,8 @@ it is made, with the reason, and ``generate`` decodes them by re-running the seq
 
 Before: a causal ``luna`` decoder accepted a cache and generated wrong tokens silently,
 ``compressed`` crashed inside its convolution, Transformer-XL attention ignored the cache.
-(``luna`` now decodes with a state of its own: tests/plugins/lowrank/test_luna_decoding.py.)
+(``luna`` and ``compressed`` now decode with states of their own: tests/plugins/lowrank/
+test_luna_decoding.py, test_compressed_decoding.py.)
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import txdsl
 from copy_task import copy_spec
 
 KINDS = {
-    "compressed": "compressed(heads: heads, stride: 2)",
     "probsparse": "probsparse(heads: heads, factor: 2)",
     "lsh": "lsh(heads: heads, buckets: 2, chunk: 4)",
     "relative_xl": "relative_xl(heads: heads)",

@@ -199,6 +199,17 @@ class Attention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, heads, -1).transpose(1, 2)
 
+    def self_projections(self, x: Tensor, position: PositionContext | None = None
+                         ) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention's q ``(B, H, T, hd)``, k and v ``(B, H_kv, T, hd)`` of ``x``, q and
+        k rotated by ``position``: for a kind whose decode step is its own."""
+        q = self.split(self.q_proj(x), self.heads)
+        k = self.split(self.k_proj(x), self.kv_heads)
+        v = self.split(self.v_proj(x), self.kv_heads)
+        if position is not None:
+            q, k = position.rotate(q, k)
+        return q, k, v
+
     def forward(self, x: Tensor, memory: Tensor | None = None, *, mask: AttentionMask,
                 position: PositionContext | None = None, cache: Any = None,
                 state: StackState | None = None) -> Tensor:

@@ -138,11 +138,7 @@ class LinearizedAttention(Attention):
         # Decoding: this step's keys update the recurrent state; nothing else is kept.
         self._unsupported_mask(mask)
         B, T, _ = x.shape
-        q = self.split(self.q_proj(x), self.heads)  # (B, H, T, hd)
-        k = self.split(self.k_proj(x), self.kv_heads)  # (B, H_kv, T, hd)
-        v = self.split(self.v_proj(x), self.kv_heads)
-        if position is not None:
-            q, k = position.rotate(q, k)
+        q, k, v = self.self_projections(x, position)  # (B, H, T, hd), (B, H_kv, T, hd)
         groups = self.heads // self.kv_heads
         k, v = repeat_kv(k, groups), repeat_kv(v, groups)  # (B, H, T, hd)
         slots = mask.q_slots if mask.q_slots is not None else cache_slots(T, x.device)

@@ -20,8 +20,8 @@ the raw keys of its own block up to itself, one softmax over both::
 
 O(T (T / stride + stride)) scores, and no future key reaches a query; they are
 computed by SDPA's fused kernel in chunks of queries, so memory stays linear in
-T. A decode step would need the partial block's keys plus every finished slot:
-not kept (no decode state).
+T. Decoding keeps every finished block's slot and the raw keys of the block
+being filled (:mod:`.compressed_decode`): ``1 / stride`` of a KV cache.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from txdsl.sdk import AttentionArgs
 from txdsl.sdk.args import Dims
 from txdsl.sdk.attention import Attention, masked_fill_value, repeat_kv
 
-from .common import NO_DECODE, key_weights
+from .common import key_weights
+from .compressed_decode import CompressedState, decode_step
 
 CAUSAL_CHUNK = 1024  # queries per SDPA call in the causal form (rounded down to whole blocks)
 
@@ -46,7 +47,6 @@ class CompressedArgs(AttentionArgs):
     """Memory-compressed attention (Liu et al. 2018): a strided convolution over K and V."""
 
     accepts: ClassVar[frozenset[str]] = frozenset({"qk"})
-    unsupported: ClassVar[dict[str, str]] = {"decode": NO_DECODE}
 
     stride: PositiveInt = Field(default=3, description="kernel size and stride of the "
                                 "convolution shortening K and V (the paper uses 3)")
@@ -62,11 +62,15 @@ class CompressedArgs(AttentionArgs):
         # causal adds the own block's <= stride raw keys; the bidirectional count is kept
         return proj + conv + 2 * 2 * self.heads * hd * -(-seq_len // self.stride)
 
+    def state_elements(self, dims: Dims, seq_len: int) -> int:
+        """Slots ``(N, hd)`` for keys and values (``N = (seq_len - 1) // stride + 2``), the
+        block being filled ``(stride, hd)`` for both, and its ``stride`` real flags."""
+        c, s = self.n_kv_heads() * self.head_size(dims), self.stride
+        return 2 * c * ((max(seq_len, 1) - 1) // s + 2) + 2 * c * s + s
+
 
 class CompressedAttention(Attention):
     """Softmax attention over keys and values compressed by a strided convolution."""
-
-    no_kv_cache = NO_DECODE
 
     def __init__(self, *, stride: int, **base):
         super().__init__(**base)
@@ -78,6 +82,21 @@ class CompressedAttention(Attention):
     @classmethod
     def from_args(cls, args: CompressedArgs, ctx) -> "CompressedAttention":
         return cls(stride=args.stride, **cls.projections(args, ctx))
+
+    def new_state(self, batch: int, capacity: int, *, device=None,
+                  dtype: torch.dtype = torch.float32) -> CompressedState:
+        return CompressedState(batch, self.kv_heads, self.head_dim, self.stride, capacity,
+                               device=device, dtype=dtype)
+
+    def forward(self, x: Tensor, memory: Tensor | None = None, *, mask, position=None,
+                cache=None, state=None) -> Tensor:
+        if cache is None or memory is not None:
+            return super().forward(x, memory, mask=mask, position=position, cache=cache,
+                                   state=state)
+        B, T, _ = x.shape
+        q, k, v = self.self_projections(x, position)  # (B, H, T, hd), (B, H_kv, T, hd)
+        y = decode_step(self, q, k, v, mask, cache)  # (B, H, T, hd)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, -1))
 
     def compress(self, conv: nn.Conv1d, x: Tensor) -> Tensor:
         """``(B, H_kv, S, hd)`` -> ``(B, H_kv, ceil(S / stride), hd)``."""

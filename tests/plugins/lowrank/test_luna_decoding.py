@@ -9,28 +9,16 @@ import torch
 
 import txdsl
 from decode_checks import (assert_left_padded_row_decodes_alone,
-                           assert_steps_equal_the_full_forward, prompt)
+                           assert_steps_equal_the_full_forward, prompt, tiny_spec)
 from txdsl_attention.lowrank.luna import LunaState
 
-TINY = """
-model tiny {
-  vocab = 50; d_model = 32; heads = 4; layers = 2; context = 320
-  embedding { tokens = vocab; position = learned(max_len: context) }
-  decoder(layers) {
-    residual = pre; norm = layernorm
-    attention = luna(heads: heads, p: 6)
-    ffn = mlp(hidden: 64, act: gelu)
-    final_norm = layernorm
-  }
-  heads { lm = lm(tied: true) }
-}
-"""
+ATTENTION = "luna(heads: heads, p: 6)"
 NEW = 300
 
 
 @pytest.fixture(scope="module")
 def model():
-    return txdsl.build(TINY, backend="eager", seed=0).module.eval()
+    return txdsl.build(tiny_spec(ATTENTION), backend="eager", seed=0).module.eval()
 
 
 def test_greedy_generate_with_the_state_equals_recomputing(model):
@@ -58,7 +46,7 @@ def test_left_padded_batch_decodes_as_each_row_alone(model):
 def test_a_bidirectional_luna_refuses_a_decode_state():
     from txdsl.sdk.attention import AttentionMask
 
-    encoder = txdsl.build(TINY.replace("decoder(layers)", "encoder(layers)"),
+    encoder = txdsl.build(tiny_spec(ATTENTION, stack="encoder"),
                           backend="eager", seed=0).module.encoder
     attention = encoder.layers[0].attention
     with pytest.raises(ValueError, match="bidirectional stack"):
