@@ -50,10 +50,11 @@ def assert_steps_equal_the_full_forward(model, new: int, what: str) -> None:
 
 
 @torch.no_grad()
-def assert_left_padded_row_decodes_alone(model) -> None:
-    x = prompt(T=6)
+def assert_left_padded_row_decodes_alone(model, pad: int = 2) -> None:
+    """Row 1 left-padded by ``pad`` tokens generates what it generates alone."""
+    x = prompt(T=pad + 4)
     mask = torch.ones_like(x)
-    mask[1, :2] = 0
+    mask[1, :pad] = 0
     got = model.generate(x.masked_fill(mask == 0, 0), 12, attention_mask=mask)
-    alone = model.generate(x[1:, 2:], 12)
-    assert torch.equal(got[1, 2:], alone[0])
+    alone = model.generate(x[1:, pad:], 12)
+    assert torch.equal(got[1, pad:], alone[0])

@@ -9,7 +9,8 @@ attends to ``ceil(S / stride)`` compressed slots::
 
 A length that is not a multiple of ``stride`` is zero-padded at the end.
 Padded keys are zeroed before the convolution and a slot whose keys are all
-padded is masked.
+padded is masked (in the causal form and its decode state too), so a row
+left-padded by a multiple of ``stride`` reads what it reads alone.
 
 Causal (the paper uses it in a decoder): the keys are cut into blocks of
 ``stride``; compressed slot ``j`` summarises block ``j`` only, so a query in
@@ -63,10 +64,12 @@ class CompressedArgs(AttentionArgs):
         return proj + conv + 2 * 2 * self.heads * hd * -(-seq_len // self.stride)
 
     def state_elements(self, dims: Dims, seq_len: int) -> int:
-        """Slots ``(N, hd)`` for keys and values (``N = (seq_len - 1) // stride + 2``), the
-        block being filled ``(stride, hd)`` for both, and its ``stride`` real flags."""
+        """Slots ``(N, hd)`` for keys and values (``N = (seq_len - 1) // stride + 2``) and
+        their ``N`` real flags, the block being filled ``(stride, hd)`` for both, and its
+        ``stride`` real flags."""
         c, s = self.n_kv_heads() * self.head_size(dims), self.stride
-        return 2 * c * ((max(seq_len, 1) - 1) // s + 2) + 2 * c * s + s
+        n = (max(seq_len, 1) - 1) // s + 2
+        return (2 * c + 1) * n + (2 * c + 1) * s
 
 
 class CompressedAttention(Attention):
@@ -116,12 +119,17 @@ class CompressedAttention(Attention):
         v = repeat_kv(self.compress(self.conv_v, v), groups)
         bias = None
         if w is not None:  # a slot whose keys are all padded is masked
-            slot = F.max_pool1d(F.pad(w[:, :, :, 0], (0, -S % self.stride)), self.stride)
-            bias = torch.zeros(slot[:, :, None].shape, dtype=q.dtype, device=q.device)
-            bias = bias.masked_fill(slot[:, :, None] == 0, masked_fill_value(q.dtype))
+            real = self.slot_real(w)[:, :, None]  # (B, 1, 1, S')
+            bias = torch.zeros(real.shape, dtype=q.dtype, device=q.device)
+            bias = bias.masked_fill(~real, masked_fill_value(q.dtype))
         return F.scaled_dot_product_attention(  # (B, H, T, hd), SDPA's fused kernel
             q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0,
             scale=self.scale)
+
+    def slot_real(self, w: Tensor) -> Tensor:
+        """``(B, 1, ceil(S / stride))``: which slots hold a real key (``w`` ``(B, 1, S, 1)``)."""
+        S = w.shape[2]
+        return F.max_pool1d(F.pad(w[:, :, :, 0], (0, -S % self.stride)), self.stride) > 0
 
     def causal(self, q: Tensor, k: Tensor, v: Tensor, w: Tensor | None) -> Tensor:
         """Earlier blocks compressed, the own block raw and causal; ``k``/``v``
@@ -136,6 +144,7 @@ class CompressedAttention(Attention):
         k, v = repeat_kv(k, groups), repeat_kv(v, groups)  # (B, H, T, hd)
         chunk, fill = s * max(1, CAUSAL_CHUNK // s), masked_fill_value(q.dtype)
         pos = torch.arange(T, device=q.device)
+        slot_real = self.slot_real(w)[:, :, None] if w is not None else None  # (B, 1, 1, N)
         out = []
         for t0 in range(0, T, chunk):
             t1 = min(T, t0 + chunk)
@@ -144,9 +153,9 @@ class CompressedAttention(Attention):
             see = torch.cat([torch.arange(n, device=q.device) < qt // s,  # earlier blocks
                              (pos[t0:t1] <= qt) & (pos[t0:t1] // s == qt // s)], dim=1)
             see = see[None, None]  # (1, 1, C, n + C)
-            if w is not None:  # a padded raw key is never seen (its slot is zeroed)
+            if w is not None:  # padded raw keys and all-padding slots are never seen
                 real = w[:, :, None, t0:t1, 0] > 0  # (B, 1, 1, C)
-                see = see & torch.cat([see.new_ones(real.shape[:3] + (n,)), real], dim=-1)
+                see = see & torch.cat([slot_real[..., :n], real], dim=-1)
             bias = torch.zeros(see.shape, dtype=q.dtype, device=q.device).masked_fill(~see, fill)
             out.append(F.scaled_dot_product_attention(
                 q[:, :, t0:t1], torch.cat([kc[:, :, :n], k[:, :, t0:t1]], dim=2),

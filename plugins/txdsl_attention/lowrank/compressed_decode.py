@@ -5,7 +5,8 @@ keys of its own block up to itself (see :mod:`.compressed`), so a decoding step
 needs of the past only
 
 - every finished block's slot, ``(B, H_kv, N, hd)`` for keys and values
-  (``N = (capacity - 1) // stride + 2``: one slot per block, and one spare);
+  (``N = (capacity - 1) // stride + 2``: one slot per block, and one spare), and
+  whether it holds a real key, ``(B, N)`` (an all-padding block's slot is masked);
 - the raw keys and values of the block being filled, ``(B, H_kv, stride, hd)``,
   and which of them are real (not padding), ``(B, stride)``.
 
@@ -39,10 +40,11 @@ class CompressedState:
         self.slot_v = torch.zeros_like(self.slot_k)
         self.raw_k = torch.zeros(batch, kv_heads, stride, head_dim, device=device, dtype=dtype)
         self.raw_v = torch.zeros_like(self.raw_k)
+        self.slot_real = torch.zeros(batch, n, device=device, dtype=dtype)
         self.raw_real = torch.zeros(batch, stride, device=device, dtype=dtype)
 
     def reorder(self, index: Tensor) -> None:
-        for name in ("slot_k", "slot_v", "raw_k", "raw_v", "raw_real"):
+        for name in ("slot_k", "slot_v", "slot_real", "raw_k", "raw_v", "raw_real"):
             setattr(self, name, getattr(self, name)[index])
 
     def grow(self, capacity: int) -> None:
@@ -50,10 +52,11 @@ class CompressedState:
         if extra > 0:
             self.slot_k = F.pad(self.slot_k, (0, 0, 0, extra))
             self.slot_v = F.pad(self.slot_v, (0, 0, 0, extra))
+            self.slot_real = F.pad(self.slot_real, (0, extra))
 
     def nbytes(self) -> int:
-        return sum(t.nbytes for t in (self.slot_k, self.slot_v, self.raw_k, self.raw_v,
-                                      self.raw_real))
+        return sum(t.nbytes for t in (self.slot_k, self.slot_v, self.slot_real, self.raw_k,
+                                      self.raw_v, self.raw_real))
 
 
 def _gather(seq: Tensor, index: Tensor, valid: Tensor) -> Tensor:
@@ -97,12 +100,15 @@ def decode_step(attn, q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask,
                                                                    cache.slot_v)):
         store.index_copy_(2, blocks, attn.compress(conv, _gather(seq, index_of(at), ok))
                           .to(store.dtype))
+    held_real = seq_real.index_select(1, index_of(at).clamp(0, s + T - 1)) * ok.to(real.dtype)
+    cache.slot_real.index_copy_(1, blocks, held_real.view(B, -1, s).amax(-1)
+                                .to(cache.slot_real.dtype))
     # The queries: slots of earlier blocks, raw keys of the own block up to the query.
     qb = pos[:, None] // s  # (T, 1)
     n = cache.slot_k.shape[2]
-    see_slot = torch.arange(n, device=dev) < qb  # (T, N)
+    see_slot = (torch.arange(n, device=dev) < qb) & (cache.slot_real[:, None] > 0)  # (B, T, N)
     see_raw = seq_ok & (seq_pos // s == qb) & (seq_pos <= pos[:, None])  # (T, s + T)
-    see = torch.cat([see_slot[None].expand(B, T, n),
+    see = torch.cat([see_slot,
                      see_raw[None] & (seq_real[:, None, :] > 0)], dim=-1)[:, None]
     bias = torch.zeros(see.shape, dtype=q.dtype, device=dev).masked_fill(
         ~see, masked_fill_value(q.dtype))  # (B, 1, T, N + s + T)

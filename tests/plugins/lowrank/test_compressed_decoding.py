@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import txdsl
-from decode_checks import assert_steps_equal_the_full_forward, prompt, tiny_spec
+from decode_checks import (assert_left_padded_row_decodes_alone,
+                           assert_steps_equal_the_full_forward, prompt, tiny_spec)
 from txdsl.sdk.attention import AttentionMask
 from txdsl_attention.lowrank.compressed_decode import CompressedState
 
@@ -47,11 +48,30 @@ def test_chunks_from_any_position_with_padding_equal_one_pass(model, chunks):
     assert (got[real] - full[real]).abs().max() < 1e-4
 
 
+def test_a_row_left_padded_by_whole_blocks_decodes_alone(model):
+    """Blocks are cut at absolute positions, so padding by a multiple of ``stride`` keeps
+    the row's blocks; its all-padding slots are masked (a slot of zeroed keys is the conv's
+    bias, not nothing), in the prefill's causal form and in the state alike."""
+    assert_left_padded_row_decodes_alone(model, pad=3)
+    assert_left_padded_row_decodes_alone(model, pad=6)
+
+
+@torch.no_grad()
+def test_an_all_padding_slot_is_masked_in_the_forward(model):
+    x = prompt(T=9)
+    mask = torch.ones_like(x)
+    mask[1, :3] = 0
+    positions = (mask.cumsum(1) - 1).clamp(min=0)  # the row's own positions, as alone
+    padded = model(x, attention_mask=mask, position_ids=positions).logits[1, 3:]
+    alone = model(x[1:, 3:]).logits[0]
+    assert (padded - alone).abs().max() < 1e-4
+
+
 def test_the_state_is_a_third_of_a_kv_cache(model):
     cache = model.new_cache(1, 300)
     states = cache.stack.self_attention
     assert all(isinstance(s, CompressedState) for s in states)
-    per_layer = 2 * 16 * (299 // 3 + 2) + 2 * 16 * 3 + 3  # slots, the held block, its flags
+    per_layer = (2 * 16 + 1) * (299 // 3 + 2) + (2 * 16 + 1) * 3  # slots, the block; flags
     assert cache.stack.nbytes() == 2 * per_layer * 4  # 2 layers, float32
     kv = 2 * 2 * 16 * 300 * 4  # what full attention's cache of the same shape holds
     assert cache.stack.nbytes() < 0.4 * kv
