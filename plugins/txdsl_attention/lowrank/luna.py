@@ -98,6 +98,9 @@ class LunaArgs(AttentionArgs):
         default=None, description="heads of the pack attention (the code's "
         "--encoder-projected-attention-heads: 1, 4 or 8 in its scripts); none: heads. The "
         "causal form packs with heads, as the code's LunarCausalAttention")
+    scale: float | None = Field(default=None, description="score scale of the unpack and "
+                                "the pack; default 1/sqrt of each one's head size (the "
+                                "pack's: d_model / pheads)")
 
     def pack_heads(self) -> int:
         return self.pheads or self.heads
@@ -130,7 +133,7 @@ class LunaAttention(Attention):
 
 
     def __init__(self, *, p: int, pack_q: nn.Module, pre_norm: bool = True,
-                 pack_heads: int | None = None, **base):
+                 pack_heads: int | None = None, pack_scale: float | None = None, **base):
         super().__init__(**base)
         d = self.out_proj.out_features
         self.packed = nn.Parameter(torch.randn(p, d))  # P (l, d), unit scale (see above)
@@ -138,8 +141,9 @@ class LunaAttention(Attention):
         self.norm = nn.LayerNorm(d)  # P's norm: before the pack (pre) or after (post)
         self.pre_norm = pre_norm
         self.pack_heads = pack_heads or self.heads  # the bidirectional pack's heads
-        self.pack_scale = (d // self.pack_heads) ** -0.5
-        self.causal_pack_scale = (d // self.heads) ** -0.5
+        self.pack_scale = pack_scale if pack_scale is not None else (d // self.pack_heads) ** -0.5
+        self.causal_pack_scale = (pack_scale if pack_scale is not None
+                                  else (d // self.heads) ** -0.5)
 
     def own_init(self) -> None:
         """Luna's code's start (``LunarMultiheadAttention.reset_parameters``): Xavier with
@@ -152,7 +156,7 @@ class LunaAttention(Attention):
         d = ctx.dims.width
         return cls(p=args.p, pack_q=nn.Linear(d, d, bias=args.bias),
                    pre_norm=ctx.dims.residual in PRE_NORM, pack_heads=args.pack_heads(),
-                   **cls.projections(args, ctx))
+                   pack_scale=args.scale, **cls.projections(args, ctx))
 
     def forward(self, x: Tensor, memory: Tensor | None = None, *, mask: AttentionMask,
                 position=None, cache=None, state=None) -> Tensor:

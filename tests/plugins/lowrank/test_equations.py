@@ -33,15 +33,15 @@ def merge(y, lin):
     return lin(y.transpose(1, 2).reshape(y.shape[0], y.shape[2], -1))
 
 
-def naive_mha(x, keys, q_proj, k_proj, v_proj, out_proj, key_ok=None):
-    """softmax(Q K^T / sqrt(d)) V, one (batch, head, query) at a time."""
+def naive_mha(x, keys, q_proj, k_proj, v_proj, out_proj, key_ok=None, scale=None):
+    """softmax(Q K^T / sqrt(d)) V (or ``* scale``), one (batch, head, query) at a time."""
     q, k, v = heads(x, q_proj), heads(keys, k_proj), heads(keys, v_proj)
     y = torch.zeros_like(q)
     for b in range(q.shape[0]):
         for h in range(H):
             for t in range(q.shape[2]):
                 s = torch.stack([q[b, h, t] @ k[b, h, j] for j in range(k.shape[2])])
-                s = s / math.sqrt(q.shape[-1])
+                s = s / math.sqrt(q.shape[-1]) if scale is None else s * scale
                 if key_ok is not None:
                     s = s.masked_fill(~key_ok[b], float("-inf"))
                 y[b, h, t] = torch.softmax(s, 0) @ v[b, h]
@@ -401,9 +401,10 @@ def test_inducing_is_two_nested_attentions():
                                atol=1e-5, rtol=1e-5)
 
 
-def naive_pack(m, p, x, key_ok=None, ph=H):
+def naive_pack(m, p, x, key_ok=None, ph=H, scale=None):
     """Luna's pack as its code writes it: softmax(pack_q(P) X^T / sqrt(d/Hp)) X per pack
-    head (``ph`` of them), keys = values = X unprojected, one (batch, head, row) at a time."""
+    head (``ph`` of them; or ``* scale``), keys = values = X unprojected, one (batch, head,
+    row) at a time."""
     q = m.pack_q(p).view(p.shape[0], p.shape[1], ph, -1).transpose(1, 2)
     kv = x.view(x.shape[0], x.shape[1], ph, -1).transpose(1, 2)
     y = torch.zeros_like(q)
@@ -411,7 +412,7 @@ def naive_pack(m, p, x, key_ok=None, ph=H):
         for h in range(ph):
             for j in range(q.shape[2]):
                 s = torch.stack([q[b, h, j] @ kv[b, h, i] for i in range(kv.shape[2])])
-                s = s / math.sqrt(D // ph)
+                s = s / math.sqrt(D // ph) if scale is None else s * scale
                 if key_ok is not None:
                     s = s.masked_fill(~key_ok[b], float("-inf"))
                 y[b, h, j] = torch.softmax(s, 0) @ kv[b, h]
@@ -446,19 +447,20 @@ def test_luna_carries_the_packed_context_between_layers(residual):
     assert (alone - got).abs().max() > 1e-3  # its own P gives something else
 
 
-@pytest.mark.parametrize("ph", [1, 2])
+@pytest.mark.parametrize("ph, scale", [(1, None), (2, None), (2, 0.3)])
 @torch.no_grad()
-def test_luna_packs_with_its_own_heads(ph):
-    """``pheads`` (the code's projected attention heads) splits the pack, not the unpack."""
-    m = build("luna", p=3, pheads=ph)
+def test_luna_packs_with_its_own_heads(ph, scale):
+    """``pheads`` (the code's projected attention heads) splits the pack, not the unpack;
+    a ``scale`` given scales both softmaxes."""
+    m = build("luna", p=3, pheads=ph, scale=scale)
     x, pad = torch.randn(B, 8, D), torch.ones(B, 8, dtype=torch.bool)
     pad[1, :2] = False
     state = StackState()
     got = m(x, mask=AttentionMask(key_padding=pad), state=state)
     p = m.packed.expand(B, -1, -1)
-    packed = naive_pack(m, m.norm(p), x, pad, ph=ph)
+    packed = naive_pack(m, m.norm(p), x, pad, ph=ph, scale=scale)
     torch.testing.assert_close(state.shared["luna"], p + packed, atol=1e-5, rtol=1e-5)
-    want = naive_mha(x, packed, m.q_proj, m.k_proj, m.v_proj, m.out_proj)
+    want = naive_mha(x, packed, m.q_proj, m.k_proj, m.v_proj, m.out_proj, scale=scale)
     assert (got - want).abs().max() < 1e-5
 
 
