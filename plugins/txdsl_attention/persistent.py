@@ -60,7 +60,7 @@ class PersistentMemoryAttention(Attention):
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, *, mask, position, state) -> Tensor:
         # q (B, H, T, hd); k, v (B, H_kv, S, hd)
-        B, T, S, N = q.shape[0], q.shape[2], k.shape[2], self.memory_keys.shape[1]
+        B, T, S = q.shape[0], q.shape[2], k.shape[2]
         work = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
         mk = self.memory_keys.to(k.dtype)[None].expand(B, -1, -1, -1)  # (B, H_kv, N, hd)
         mv = self.memory_values.to(v.dtype)[None].expand(B, -1, -1, -1)

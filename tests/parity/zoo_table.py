@@ -23,7 +23,6 @@ sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "interop")]
 from conftest import load_test_registry  # noqa: E402
 from txdsl.back.construct import construct  # noqa: E402
 from txdsl.interop import load_hf_weights  # noqa: E402
-from txdsl.interop import load_hf_weights  # noqa: E402
 
 import test_hf_bert as bert  # noqa: E402
 import test_hf_deberta as deberta  # noqa: E402

@@ -8,7 +8,7 @@ import torch
 
 import txdsl
 from txdsl.back.construct import construct
-from txdsl.sdk import AttentionMask, Target
+from txdsl.sdk import AttentionMask
 
 BASE = """
 model m {{

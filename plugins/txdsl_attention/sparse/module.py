@@ -146,7 +146,7 @@ class SparseAttention(Attention):
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, *, mask: AttentionMask,
                position: Any, state: Any) -> Tensor:
-        T, S = q.shape[2], k.shape[2]
+        S = k.shape[2]
         sparse, union = self.sparse_mask(mask, S, state)
         return self.kernel(q, k, v, mask=sparse, union=union, position=position)
 

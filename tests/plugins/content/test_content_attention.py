@@ -86,7 +86,6 @@ def lsh_naive(m, x, causal):
     out = torch.zeros_like(qk)
     for b in range(B):
         for h in range(H):
-            rounds = []
             order = [sorted(range(T), key=lambda t: (buckets[b, h, r, t].item(), t))
                      for r in range(R)]
             flat = [t for r in range(R) for t in order[r]]  # the rounds' sorted orders, joined

@@ -15,7 +15,7 @@ from txdsl.plugins import load_registry
 from txdsl.sdk.attention import AttentionMask, softmax_attention
 from txdsl.sdk.testing import D, attention_subjects
 from txdsl_attention.linear import forms
-from txdsl_attention.linear.performer import PerformerAttention, orthogonal_features
+from txdsl_attention.linear.performer import orthogonal_features
 
 REGISTRY = load_registry({"attention": txdsl_attention})
 KINDS = ["linear", "performer", "cosformer"]

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import txdsl
-from txdsl.errors import SpecError
 from txdsl.front.unparse import to_tx
 from txdsl.sdk.attention import AttentionMask
 
