@@ -1,6 +1,7 @@
 """The low-rank / prototype kinds in models: validation refuses impossible uses at the
-attention's line, ``txdsl verify`` passes, the specs build, and each kind meets the
-fixed-budget training bar (``tests/copy_task.py``, the bidirectional ``reverse`` task)."""
+attention's line, ``txdsl verify`` passes, the specs build, and each kind is held to the
+fixed-budget training bar (``tests/copy_task.py``, the bidirectional ``reverse`` task), at
+two budgets: asserted where it holds with a seed to spare, reported where not."""
 
 from __future__ import annotations
 
@@ -134,18 +135,23 @@ TRAINED = {
     "luna": "luna(heads: heads, p: 8)",
 }
 
-# The protocol here: 240 AdamW steps (copy_task's lr 3e-3, batch 16) on seeds 0-4 (the
-# build's and the data's), and the bar holds for a kind when, on at least 3 of the 5 seeds
-# (the median of the ratios), its final loss is within 2x of full attention's on the same
-# seed; every seed must halve its loss. Why not copy_task's 80 steps on one seed (the other
+# The protocol here: AdamW (copy_task's lr 3e-3, batch 16) on seeds 0-4 (the build's and
+# the data's) at two fixed budgets, 240 and 720 steps, full attention trained with the same
+# budget; the bar holds for a kind at a budget when, on at least 3 of the 5 seeds (the
+# median of the ratios), its final loss is within 2x of full attention's on the same seed;
+# every seed must halve its loss. Why not copy_task's 80 steps on one seed (the other
 # catalogue issues' protocol): these kinds leave their initial plateau at seed-dependent
 # times, most of them after 80 steps, so one 80-step run measures when the plateau ends,
 # not whether the kind learns the task (inducing at 80 steps: 0.442/0.375/0.038 on seeds
-# 0/1/2, against full's 0.029/0.023/0.030).
-STEPS, SEEDS = 240, (0, 1, 2, 3, 4)
+# 0/1/2, against full's 0.029/0.023/0.030). Why two budgets: which kinds meet the bar moves
+# with the budget both ways. A late plateau exit (luna) shows at 240 steps and is gone by
+# 720; a loss floor of the approximation (clustered_topk) is hidden at 240, where full
+# attention is at 0.004, and shows at 720, where it is at 0.0006. One budget alone would
+# state half of that.
+BUDGETS, SEEDS = (240, 720), (0, 1, 2, 3, 4)
 
-# Measured (final loss, and its ratio to full attention's on the same seed; initial
-# losses 2.75-2.80; full attention 0.0041/0.0040/0.0037/0.0040/0.0042):
+# Measured (final loss per seed; initial losses 2.75-2.80):
+# 240 steps, full attention 0.0041/0.0040/0.0037/0.0040/0.0042:
 #   clustered_topk  0.004 0.006 0.004 0.004 0.006   (1.0-1.5x)      within the bar
 #   lowrank         0.004 0.005 0.005 0.004 0.005   (1.0-1.2x)      within the bar
 #   linformer       0.005 0.004 0.004 0.027 0.004   (seed 3 6.8x)   within the bar
@@ -155,6 +161,19 @@ STEPS, SEEDS = 240, (0, 1, 2, 3, 4)
 #   compressed      0.015 0.037 0.032 0.012 0.025   (2.9-9.3x)      below
 #   luna            0.198 0.005 0.026 0.013 0.004   (2 of 5)        below, near
 #   clustered       0.104 0.454 0.090 0.416 0.063   (15-113x)       below
+# 720 steps, full attention 0.0006/0.0006/0.0005/0.0006/0.0006:
+#   lowrank         0.0006 0.0006 0.0006 0.0006 0.0007   (5 of 5)   within the bar
+#   linformer       0.0008 0.0007 0.0006 0.0008 0.0006   (5 of 5)   within the bar
+#   nystrom         0.0007 0.0006 0.0007 0.0007 0.0008   (5 of 5)   within the bar
+#   luna            0.0006 0.0006 0.0007 0.0006 0.0005   (5 of 5)   within the bar
+#   inducing        0.1935 0.0006 0.0005 0.0006 0.0005   (4 of 5)   within the bar
+#   probsparse      0.0120 0.0064 0.0005 0.0006 0.0006   (3 of 5)   within, no seed to spare
+#   clustered_topk  0.0096 0.0026 0.0007 0.0007 0.0119   (2 of 5)   below
+#   compressed      0.0083 0.0097 0.0706 0.0988 0.0051   (0 of 5)   below
+#   clustered       0.0034 0.3581 0.0037 0.0022 0.0098   (0 of 5)   below
+# Between them (measured, not run here): at 480 steps (full 0.0011-0.0013) luna 4 of 5,
+# compressed 0.078/0.023/0.011/0.003/0.180, clustered_topk 2 of 5; luna at 600 steps 4 of 5
+# and at 960 5 of 5 (full 0.0003-0.0004): from 480 steps on it is full attention's loss.
 # At 80 steps (seeds 0/1/2; full 0.029/0.023/0.030) only clustered_topk (0.030/0.024/
 # 0.029) and lowrank (0.043/0.044/0.047) were within 2x; the others: probsparse 0.107/
 # 0.267/0.037, compressed 0.222/0.315/0.256, linformer 0.259/0.319/0.080, clustered 0.424/
@@ -177,8 +196,10 @@ STEPS, SEEDS = 240, (0, 1, 2, 3, 4)
 #               (test_equations.py::test_probsparse_never_measures_the_unsampled_keys);
 #               measured over every key (same u): 0.030. Informer's own sample, drawn at
 #               random per query on every forward: 0.286/0.268/0.285 (worse than fixed)
-#   clustered   4 clusters for 8 queries: the queries of a cluster share one output, and
-#               reversing needs 8 different ones; iterations 3 or 10: the same 0.424
+#   clustered   4 clusters for 8 queries: the queries of a cluster share one output (per
+#               head and layer: 4 heads clustering apart tell the 8 queries apart over
+#               two layers, which takes time: 0.002-0.010 on 4 seeds at 720 steps);
+#               iterations 3 or 10: the same 0.424
 #   clustered_topk  the paper's improved form (i-clustered), each query re-scoring its
 #               centroid's 4 top keys (of 8); topk: 2 0.060/0.107/0.096, clusters: 2 with
 #               topk: 4 0.099/0.061/0.078
@@ -211,74 +232,76 @@ STEPS, SEEDS = 240, (0, 1, 2, 3, 4)
 # inducing 2.648 (before own_init). A 20-step warmup (tests/runtime/
 # test_issue11_training.py) brought none closer.
 
-# Asserted: the bar holds with a seed to spare, so a regression fails instead of turning
-# into an xfail. inducing and probsparse meet it here on exactly 3 of 5 seeds, so a machine
-# whose arithmetic moves one plateau's end may not: they are reported, not asserted.
-WITHIN_BAR = {"clustered_topk", "lowrank", "linformer", "nystrom"}  # luna: see above
-REPORTED = {"inducing", "probsparse", "compressed", "luna", "clustered"}
+# Asserted at a budget: the bar holds there with a seed to spare (4 or 5 of 5), so a
+# regression fails instead of turning into an xfail; the rest are reported (an xfail with
+# the numbers below the bar; exactly 3 of 5 passes without being asserted, since a machine
+# whose arithmetic moves one plateau's end may not).
+WITHIN_BAR = {240: {"clustered_topk", "lowrank", "linformer", "nystrom"},
+              720: {"lowrank", "linformer", "nystrom", "luna", "inducing"}}
 
 
-def runs(attention: str, name: str) -> list[tuple[float, float]]:
-    """``(initial, final)`` of ``attention`` on the reverse task, one per seed."""
-    spec = reverse_spec(attention, name)
-    return [train(txdsl.build(spec, backend="eager", seed=seed).module, task="reverse",
-                  steps=STEPS, seed=seed) for seed in SEEDS]
-
-
-def test_every_trained_kind_is_asserted_or_reported():
-    assert WITHIN_BAR | REPORTED == TRAINED.keys() and not WITHIN_BAR & REPORTED
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", TRAINED)
-def test_training_bar(kind):
-    full = [full_baseline(reverse_spec("full(heads: heads)", "full"), task="reverse",
-                          steps=STEPS, seed=seed)[1] for seed in SEEDS]
-    got = runs(TRAINED[kind], kind)
-    numbers = (f"{kind}: " + ", ".join(f"{i:.3f} -> {f:.3f}" for i, f in got)
-               + " (full: " + ", ".join(f"{f:.4f}" for f in full) + ")")
-    for initial, final in got:
-        assert final < initial / 2, numbers
-    within = sum(final <= 2 * f for (_, final), f in zip(got, full))
-    if kind in WITHIN_BAR:  # a regression fails, it doesn't become an xfail
-        assert within >= 3, f"within 2x of full attention on {within} of 5 seeds: {numbers}"
-        return
-    if within < 3:
-        pytest.xfail(f"below the bar: within 2x of full on {within} of 5 seeds: {numbers}")
-
-
-# The causal forms on the copy task (tests/copy_task.py), under the protocol above (240
-# steps, seeds 0-4, within 2x of full attention on at least 3 seeds). Measured (full
-# 0.0048/0.0047/0.0044/0.0039/0.0044):
-#   compressed(stride: 2)  0.0056 0.0049 0.0052 0.0049 0.0043   within on every seed
-#   probsparse(factor: 2)  0.0048 0.0050 0.0044 0.0042 0.0044   within on every seed; the
-#                          measurement covers every past key (the causal form computes every
-#                          score anyway): with a fixed sample of 6 of 16 keys, the same for
-#                          every query, queries copying from an unsampled key were always lazy
-#   luna(p: 8)             0.221 0.285 0.305 0.328 0.598        below (46-136x): running means
-#                          over the past dilute every position, the copy needs one exactly;
-#                          the old eight-projection form: 0.35-0.90
-# At copy_task's 80 steps on seed 0 (full 0.045): compressed 0.616, probsparse 0.049, luna
-# 1.338 (compressed passed on data seed 2 only; a 20-step warmup brought none closer).
-CAUSAL = {"compressed": "compressed(heads: heads, stride: 2)",
-          "probsparse": "probsparse(heads: heads, factor: 2)", "luna": "luna(heads: heads, p: 8)"}
-CAUSAL_WITHIN = {"compressed", "probsparse"}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", CAUSAL)
-def test_causal_forms_on_the_copy_task(kind):
-    full = [full_baseline(copy_spec("full(heads: heads)", "full"), steps=STEPS, seed=seed)[1]
-            for seed in SEEDS]
-    got = [train(txdsl.build(copy_spec(CAUSAL[kind]), backend="eager", seed=seed).module,
-                 steps=STEPS, seed=seed) for seed in SEEDS]
+def check_bar(kind: str, got: list[tuple[float, float]], full: list[float],
+              asserted: bool) -> None:
+    """Every seed halves its loss; within 2x of ``full`` on 3 of 5 seeds, asserted (a
+    regression fails) or reported (an xfail with the numbers)."""
     numbers = (f"{kind}: " + ", ".join(f"{i:.3f} -> {f:.4f}" for i, f in got)
                + " (full: " + ", ".join(f"{f:.4f}" for f in full) + ")")
     for initial, final in got:
         assert final < initial / 2, numbers
     within = sum(final <= 2 * f for (_, final), f in zip(got, full))
-    if kind in CAUSAL_WITHIN:
+    if asserted:
         assert within >= 3, f"within 2x of full attention on {within} of 5 seeds: {numbers}"
-        return
-    if within < 3:
+    elif within < 3:
         pytest.xfail(f"below the bar: within 2x of full on {within} of 5 seeds: {numbers}")
+
+
+def test_every_asserted_kind_is_trained():
+    assert all(kinds <= TRAINED.keys() for kinds in WITHIN_BAR.values())
+    assert all(kinds <= CAUSAL.keys() for kinds in CAUSAL_WITHIN.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("steps", BUDGETS)
+@pytest.mark.parametrize("kind", TRAINED)
+def test_training_bar(kind, steps):
+    full = [full_baseline(reverse_spec("full(heads: heads)", "full"), task="reverse",
+                          steps=steps, seed=seed)[1] for seed in SEEDS]
+    spec = reverse_spec(TRAINED[kind], kind)
+    got = [train(txdsl.build(spec, backend="eager", seed=seed).module, task="reverse",
+                 steps=steps, seed=seed) for seed in SEEDS]
+    check_bar(kind, got, full, kind in WITHIN_BAR[steps])
+
+
+# The causal forms on the copy task (tests/copy_task.py), under the protocol above (both
+# budgets, seeds 0-4, within 2x of full attention on at least 3 seeds). Measured:
+# 240 steps, full 0.0048/0.0047/0.0044/0.0039/0.0044:
+#   compressed(stride: 2)  0.0056 0.0049 0.0052 0.0049 0.0043   within on every seed
+#   probsparse(factor: 2)  0.0048 0.0050 0.0044 0.0042 0.0044   within on every seed; the
+#                          measurement covers every past key (the causal form computes every
+#                          score anyway): with a fixed sample of 6 of 16 keys, the same for
+#                          every query, queries copying from an unsampled key were always lazy
+#   luna(p: 8)             0.221 0.285 0.305 0.328 0.598        below (46-136x); the old
+#                          eight-projection form: 0.35-0.90
+# 720 steps, full 0.0007/0.0006/0.0006/0.0006/0.0006:
+#   compressed             0.0008 0.0006 0.0010 0.0007 0.0005   within on every seed
+#   probsparse             0.0007 0.0006 0.0006 0.0006 0.0006   within on every seed
+#   luna                   0.0022 0.0156 0.0051 0.0007 0.0039   below (1 of 5): it learns the
+#                          copy (100x lower than at 240), but running means over the past
+#                          dilute every position while the copy needs one exactly, so it
+#                          stays behind full attention
+# At copy_task's 80 steps on seed 0 (full 0.045): compressed 0.616, probsparse 0.049, luna
+# 1.338 (compressed passed on data seed 2 only; a 20-step warmup brought none closer).
+CAUSAL = {"compressed": "compressed(heads: heads, stride: 2)",
+          "probsparse": "probsparse(heads: heads, factor: 2)", "luna": "luna(heads: heads, p: 8)"}
+CAUSAL_WITHIN = {240: {"compressed", "probsparse"}, 720: {"compressed", "probsparse"}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("steps", BUDGETS)
+@pytest.mark.parametrize("kind", CAUSAL)
+def test_causal_forms_on_the_copy_task(kind, steps):
+    full = [full_baseline(copy_spec("full(heads: heads)", "full"), steps=steps, seed=seed)[1]
+            for seed in SEEDS]
+    got = [train(txdsl.build(copy_spec(CAUSAL[kind]), backend="eager", seed=seed).module,
+                 steps=steps, seed=seed) for seed in SEEDS]
+    check_bar(kind, got, full, kind in CAUSAL_WITHIN[steps])
